@@ -1,0 +1,1 @@
+"""Matplotlib figures the course shows. Every function returns a ``matplotlib.figure.Figure``."""

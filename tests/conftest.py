@@ -1,0 +1,29 @@
+"""Shared pytest configuration: deterministic seeds, hypothesis profile, quiet torch threads."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+settings.register_profile(
+    "cnnlab",
+    deadline=None,
+    derandomize=True,  # the same examples on every run: CI is deterministic
+    max_examples=int(os.environ.get("CNNLAB_HYPOTHESIS_EXAMPLES", "25")),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("cnnlab")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers share the cores: one thread each avoids oversubscription.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def rng():
+    """A seeded numpy Generator."""
+    return np.random.default_rng(0)
