@@ -2,8 +2,27 @@
 
     >>> from cnnlab import models
     >>> net = models.create("resnet18", num_classes=10)
-    >>> models.list_models()[:3]
-"""
-from .registry import create, list_models, register_model
+    >>> "vgg16" in models.list_models()
+    True
 
-__all__ = ["create", "list_models", "register_model"]
+Families, one module each: :mod:`.lenet`, :mod:`.alexnet`, :mod:`.zfnet`, :mod:`.vgg`,
+:mod:`.googlenet`, :mod:`.resnet` (ResNet and ResNeXt), :mod:`.mobilenet` (v1 and v2),
+:mod:`.densenet`, :mod:`.cifar` (small-input variants for 32x32 images); :mod:`.weights` loads
+torchvision-format weight files from a local path.
+"""
+from . import alexnet, cifar, densenet, googlenet, lenet, mobilenet, resnet, vgg, weights, zfnet
+from .alexnet import *  # noqa: F401,F403
+from .cifar import *  # noqa: F401,F403
+from .densenet import *  # noqa: F401,F403
+from .googlenet import *  # noqa: F401,F403
+from .lenet import *  # noqa: F401,F403
+from .mobilenet import *  # noqa: F401,F403
+from .registry import create, list_models, register_model
+from .resnet import *  # noqa: F401,F403
+from .vgg import *  # noqa: F401,F403
+from .weights import *  # noqa: F401,F403
+from .zfnet import *  # noqa: F401,F403
+
+__all__ = (["create", "list_models", "register_model"] + lenet.__all__ + alexnet.__all__
+           + zfnet.__all__ + vgg.__all__ + googlenet.__all__ + resnet.__all__ + mobilenet.__all__
+           + densenet.__all__ + cifar.__all__ + weights.__all__)
