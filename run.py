@@ -81,6 +81,10 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(PY), "-m", "jupyter", "lab", f"--notebook-dir={ROOT / 'assignments'}",
                                 *args], cwd=ROOT, env=env)
     if cmd == "test":
+        # Tests run in parallel workers: one BLAS/OpenMP thread each avoids oversubscription
+        # (tiny matrix products are ~30x slower with contended OpenBLAS threads).
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")
         if not any(a.startswith("-n") for a in args):
             args = ["-n", os.environ.get("CNNLAB_TEST_WORKERS", "auto"), *args]
         return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT, env=env)

@@ -1,8 +1,12 @@
 """Shared pytest configuration: deterministic seeds, hypothesis profile, quiet torch threads."""
 import os
 
-import numpy as np
-import pytest
+# Before numpy is imported: one BLAS thread per test worker (see run.py).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("MPLBACKEND", "Agg")
