@@ -23,6 +23,11 @@ from .vgg import *  # noqa: F401,F403
 from .weights import *  # noqa: F401,F403
 from .zfnet import *  # noqa: F401,F403
 
-__all__ = (["create", "list_models", "register_model"] + lenet.__all__ + alexnet.__all__
-           + zfnet.__all__ + vgg.__all__ + googlenet.__all__ + resnet.__all__ + mobilenet.__all__
-           + densenet.__all__ + cifar.__all__ + weights.__all__)
+import importlib as _importlib
+
+_FAMILIES = ("lenet", "alexnet", "zfnet", "vgg", "googlenet", "resnet", "mobilenet", "densenet",
+             "cifar", "weights")
+# Builders such as ``alexnet`` share their module's name and shadow it after the star import,
+# so the family modules are looked up in sys.modules.
+__all__ = ["create", "list_models", "register_model"] + [
+    n for _f in _FAMILIES for n in _importlib.import_module(f"{__name__}.{_f}").__all__]

@@ -1,4 +1,4 @@
-"""The model registry: ``create(name, num_classes=1000, **options)`` and ``list_models()``.
+"""The model registry: ``create(name, num_classes=None, **options)`` and ``list_models()``.
 
 Each family module decorates its public builder functions with :func:`register_model`; the
 builder's name (``resnet50``, ``vgg16_bn``, ...) is the registry name, matching torchvision's.
@@ -29,12 +29,13 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [n for n in names if pattern is None or pattern in n]
 
 
-def create(name: str, num_classes: int = 1000, **options) -> nn.Module:
+def create(name: str, num_classes: int | None = None, **options) -> nn.Module:
     """Build a registered model by name.
 
     Args:
         name: a name from :func:`list_models`, e.g. ``"resnet18"``.
-        num_classes: size of the classifier output.
+        num_classes: size of the classifier output; ``None`` keeps the builder's default
+            (1000 ImageNet classes, 10 for LeNet-5 and the CIFAR models).
         **options: family-specific options (e.g. ``aux_logits=True`` for GoogLeNet,
             ``width_mult=0.5`` for MobileNet, ``zero_init_residual=True`` for ResNet).
 
@@ -45,4 +46,6 @@ def create(name: str, num_classes: int = 1000, **options) -> nn.Module:
         builder = _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
-    return builder(num_classes=num_classes, **options)
+    if num_classes is not None:
+        options["num_classes"] = num_classes
+    return builder(**options)
