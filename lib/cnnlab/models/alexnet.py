@@ -207,7 +207,3 @@ def alexnet_original(num_classes: int = 1000, *, dropout: float = 0.5,
     """The 2012 paper's two-tower AlexNet (60,965,224 parameters). Input ``(N, 3, 227, 227)``.
     Does not load torchvision weights (different shapes)."""
     return AlexNetOriginal(num_classes=num_classes, dropout=dropout, init_weights=init_weights)
-
-
-# ``models/__init__.py`` star-imports this module, so the package attribute ``alexnet`` becomes
-# the builder function (as in torchvision) and ``alexnet.__all__`` is then read from the function.

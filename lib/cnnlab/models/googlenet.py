@@ -255,7 +255,3 @@ def googlenet(num_classes: int = 1000, *, aux_logits: bool = False, transform_in
     return GoogLeNet(num_classes=num_classes, aux_logits=aux_logits,
                      transform_input=transform_input, init_weights=init_weights, dropout=dropout,
                      dropout_aux=dropout_aux, paper_5x5=paper_5x5)
-
-
-# ``models/__init__.py`` star-imports this module, so the package attribute ``googlenet`` becomes
-# the builder function (as in torchvision) and ``googlenet.__all__`` is then read from the function.

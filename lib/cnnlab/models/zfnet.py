@@ -89,7 +89,3 @@ class ZFNet(nn.Module):
 def zfnet(num_classes: int = 1000, *, dropout: float = 0.5) -> ZFNet:
     """ZFNet (lecture version, 107,627,624 parameters). Input ``(N, 3, 224, 224)``."""
     return ZFNet(num_classes=num_classes, dropout=dropout)
-
-
-# ``models/__init__.py`` star-imports this module, so the package attribute ``zfnet`` becomes
-# the builder function (as in torchvision) and ``zfnet.__all__`` is then read from the function.
