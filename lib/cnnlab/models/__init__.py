@@ -8,14 +8,18 @@
 Families, one module each: :mod:`.lenet`, :mod:`.alexnet`, :mod:`.zfnet`, :mod:`.vgg`,
 :mod:`.googlenet`, :mod:`.resnet` (ResNet and ResNeXt), :mod:`.mobilenet` (v1 and v2),
 :mod:`.densenet`, :mod:`.cifar` (small-input variants for 32x32 images); :mod:`.weights` loads
-torchvision-format weight files from a local path.
+torchvision-format weight files from a local path; :mod:`.local` is the locally-connected layer
+as a module and :mod:`.convolutionalize` turns a fully connected head into convolutions.
 """
-from . import alexnet, cifar, densenet, googlenet, lenet, mobilenet, resnet, vgg, weights, zfnet
+from . import (alexnet, cifar, convolutionalize, densenet, googlenet, lenet, local, mobilenet, resnet, vgg,
+               weights, zfnet)
 from .alexnet import *  # noqa: F401,F403
 from .cifar import *  # noqa: F401,F403
+from .convolutionalize import *  # noqa: F401,F403
 from .densenet import *  # noqa: F401,F403
 from .googlenet import *  # noqa: F401,F403
 from .lenet import *  # noqa: F401,F403
+from .local import *  # noqa: F401,F403
 from .mobilenet import *  # noqa: F401,F403
 from .registry import create, list_models, register_model
 from .resnet import *  # noqa: F401,F403
@@ -26,7 +30,7 @@ from .zfnet import *  # noqa: F401,F403
 import importlib as _importlib
 
 _FAMILIES = ("lenet", "alexnet", "zfnet", "vgg", "googlenet", "resnet", "mobilenet", "densenet",
-             "cifar", "weights")
+             "cifar", "weights", "local", "convolutionalize")
 # Builders such as ``alexnet`` share their module's name and shadow it after the star import,
 # so the family modules are looked up in sys.modules.
 __all__ = ["create", "list_models", "register_model"] + [
