@@ -20,11 +20,11 @@ settings.register_profile(
 )
 settings.load_profile("cnnlab")
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # Several workers share the cores: one thread each avoids oversubscription.
-    import torch
+import torch  # noqa: E402
 
-    torch.set_num_threads(1)
+# Tests use tiny tensors: one thread each avoids oversubscription when workers share the cores
+# (measured: tiny torch calls ~30x slower with contended threads).
+torch.set_num_threads(1)
 
 
 @pytest.fixture
