@@ -1,0 +1,76 @@
+"""``python -m autograder COMMAND`` (``python3 run.py grade COMMAND``): the instructor workflow.
+
+    release [ASSIGNMENT]               regenerate assignments/ from solutions/ (all or one)
+    collect PATH                       copy PATH (folder or zip, <student>/<assignment>/*.ipynb)
+                                       into autograder/submitted/
+    autograde ASSIGNMENT [--student S] run the tests of submitted notebooks, scores to the gradebook
+    feedback ASSIGNMENT [--student S]  HTML feedback in autograder/feedback/
+    export [--to FILE]                 grades as CSV (default autograder/exports/grades.csv)
+    validate PATH [--invert]           run a notebook's tests (--invert: all must fail)
+
+Every command accepts ``--db URL`` (a gradebook other than autograder/gradebook.db, e.g.
+``postgresql://user@host/cnnlab``; same as the environment variable CNNLAB_GRADEBOOK_URL).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import grade
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="gradebook database URL (default sqlite autograder/gradebook.db)")
+    common.add_argument("--root", help=argparse.SUPPRESS)  # course root; tests use a copy
+    p = argparse.ArgumentParser(prog="run.py grade", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("release", parents=[common], help="regenerate assignments/ from solutions/")
+    s.add_argument("assignment", nargs="?")
+    s = sub.add_parser("collect", parents=[common], help="copy submissions into autograder/submitted/")
+    s.add_argument("path")
+    for name in ("autograde", "feedback"):
+        s = sub.add_parser(name, parents=[common])
+        s.add_argument("assignment")
+        s.add_argument("--student")
+    s = sub.add_parser("export", parents=[common], help="grades as CSV")
+    s.add_argument("--to")
+    s = sub.add_parser("validate", parents=[common], help="run a notebook's tests")
+    s.add_argument("path")
+    s.add_argument("--invert", action="store_true", help="expect every test to fail")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        if a.command == "release":
+            for name in grade.release(a.assignment, a.root, a.db):
+                print(f"released {name} -> assignments/{name}/")
+        elif a.command == "collect":
+            for student, assignment in grade.collect(a.path, a.root):
+                print(f"collected {student}/{assignment}")
+        elif a.command == "autograde":
+            print(f"autograded -> {grade.autograde(a.assignment, a.student, a.root, a.db)}")
+        elif a.command == "feedback":
+            print(f"feedback -> {grade.feedback(a.assignment, a.student, a.root, a.db)}")
+        elif a.command == "export":
+            print(f"grades -> {grade.export(a.to, a.root, a.db)}")
+        elif a.command == "validate":
+            results = grade.validate(a.path, a.invert)
+            if not results:
+                print("Success! " + ("No test passes." if a.invert else "All tests pass."))
+                return 0
+            for kind, cells in results.items():
+                for cell in cells:
+                    print(f"--- {kind} ---\n{cell.get('source', '')[:800]}\n{cell.get('raw_error', '')}")
+            return 1
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""A simulated class, graded end to end by the real nbgrader through `autograder.grade`.
+
+For every assignment a temporary copy of the course receives up to four submissions built from the
+released notebook and the solution notebook:
+
+- ``full``    every solution cell filled in -> every autograded test cell gets its points;
+- ``blank``   the untouched release -> zero everywhere, and grading does not crash;
+- ``partial`` some solution cells filled in, one answered wrongly in a way only the hidden tests
+              catch (see ``SCENARIOS``) -> exactly those test cells' points;
+- ``broken``  full solution, plus an extra first cell that makes every later cell print a warning
+              to stderr (like torch's warnings) and then raises, and (see ``SCENARIOS``) one
+              solution cell replaced by a crash -> only the tests depending on the broken cell
+              lose points: neither the crashes nor the stderr output cost other cells points.
+
+The expected points come from the points in the solution notebook's metadata. Then feedback is
+generated (hidden tests must not show) and grades are exported to CSV.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell
+
+from autograder import course, grade
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = course.assignment_ids(ROOT)
+STATE = ("gradebook.db", "submitted", "autograded", "feedback", "exports", "release", "source",
+         "solution", "source_with_tests", "__pycache__", ".nbgrader.log")
+
+WRONG_OUTPUT_SIZE = '''
+def compute_output_size(W, F, stride=1, pad=0, dilation=1):
+    return (W + 2 * pad - F) // stride + 1   # forgets the dilation: passes the visible tests only
+
+
+def same_padding(F, dilation=1):
+    return (F - 1) // 2
+'''
+
+# Per assignment (optional but recommended; without an entry the ``partial`` student is skipped and
+# ``broken`` only gets the extra crashing cell), keyed by nbgrader grade_id:
+#   partial: solution cells filled with the solution ("fill"), cells answered with other code
+#            ("answer"), the test cells that must then pass, and one test cell whose *hidden*
+#            tests fail ("hidden_failure": its feedback must say so without showing the test);
+#   broken:  the solution cell replaced by a crash and the test cells that then fail.
+SCENARIOS = {
+    "01_convolution": {
+        "partial": {"fill": ["conv_forward", "im2col_by_hand"],
+                    "answer": {"output_size": WRONG_OUTPUT_SIZE},
+                    "passing": ["test_conv_forward", "test_im2col_by_hand"],
+                    "hidden_failure": "test_output_size"},
+        "broken": {"cell": "conv_backward", "failing": ["test_conv_backward"]},
+    },
+}
+
+NOISE = '''import sys
+def _stderr_noise(*args):
+    print("UserWarning: a harmless warning on stderr", file=sys.stderr)
+get_ipython().events.register("post_run_cell", _stderr_noise)
+raise ValueError("an extra cell that crashes")'''
+
+pytestmark = pytest.mark.notebook
+
+
+def strip_markers(source: str) -> str:
+    """A solution cell's source as a student would write it: without the solution delimiters."""
+    return "\n".join(l for l in source.split("\n") if "BEGIN SOLUTION" not in l and "END SOLUTION" not in l)
+
+
+def _grade_id(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def make_submission(release_nb, source_nb, fill=None, answers=None, crash=None, extra_first=None):
+    """Build a student's notebook from the release: solution cells in ``fill`` (all if None) get
+    the solution's code, ``answers`` maps grade ids to other code, ``crash`` names a cell whose
+    code becomes a crash, ``extra_first`` is code of an extra cell put first."""
+    nb = nbformat.from_dict(release_nb)
+    solutions = {_grade_id(c): strip_markers(c.source) for c in source_nb.cells if _grade_id(c)}
+    for cell in nb.cells:
+        gid = _grade_id(cell)
+        if not cell.metadata.get("nbgrader", {}).get("solution"):
+            continue
+        if fill is None or gid in fill:
+            cell.source = solutions[gid]
+        if answers and gid in answers:
+            cell.source = answers[gid]
+        if gid == crash:
+            cell.source = 'raise RuntimeError("the student broke this cell")'
+    if extra_first:
+        cell = new_code_cell(extra_first)
+        cell.id = "student-extra-cell"
+        nb.cells.insert(0, cell)
+    return nb
+
+
+def test_stderr_in_a_passing_test_cell_keeps_the_points():
+    # The unit behind the `broken` student's stderr noise: nbgrader alone gives 0, the course's preprocessor full points.
+    from nbgrader.utils import determine_grade
+
+    from autograder.preprocessors import StderrToStdout
+
+    cell = new_code_cell("import warnings; warnings.warn('x')")
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "points": 3, "grade_id": "t", "locked": True}
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="UserWarning: x\n")]
+    assert determine_grade(cell) == (0, 3.0)
+    cell, _ = StderrToStdout().preprocess_cell(cell, {}, 0)
+    assert determine_grade(cell) == (3.0, 3.0)
+    assert cell.outputs[0].text == "UserWarning: x\n"
+    cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue="", traceback=[]))
+    assert determine_grade(cell) == (0, 3.0), "a failing test still scores zero"
+
+
+def grade_class(root: Path, inbox: Path, assignment: str) -> dict:
+    """Submit the five students' notebooks for ``assignment``, grade, give feedback, export."""
+    spec = SCENARIOS.get(assignment, {})
+    nb_paths = sorted((root / "solutions" / assignment).glob("*.ipynb"))
+    assert len(nb_paths) == 1, "the scenarios assume one notebook per assignment"
+    source = nbformat.read(nb_paths[0], as_version=4)
+    release = nbformat.read(root / "assignments" / assignment / nb_paths[0].name, as_version=4)
+    nbg = [(c, c.metadata.get("nbgrader", {})) for c in source.cells]
+    points = {m["grade_id"]: float(m["points"]) for c, m in nbg if m.get("grade")}
+    tests = [m["grade_id"] for c, m in nbg if m.get("grade") and not m.get("solution")]
+    broken = spec.get("broken", {"cell": None, "failing": []})
+    students = {
+        "full": make_submission(release, source),
+        "blank": release,
+        "broken": make_submission(release, source, crash=broken["cell"], extra_first=NOISE),
+    }
+    expected = {
+        "full": {t: points[t] for t in tests},
+        "blank": {t: 0.0 for t in tests},
+        "broken": {t: 0.0 if t in broken["failing"] else points[t] for t in tests},
+    }
+    if "partial" in spec:
+        p = spec["partial"]
+        students["partial"] = make_submission(release, source, fill=p["fill"], answers=p["answer"])
+        expected["partial"] = {t: points[t] if t in p["passing"] else 0.0 for t in tests}
+    for student, nb in students.items():
+        folder = inbox / student / assignment
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / nb_paths[0].name)
+    collected = grade.collect(inbox, root)
+    grade.autograde(assignment, root=root)
+    grade.feedback(assignment, root=root)
+    with open(grade.export(root=root), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return dict(root=root, collected=collected, rows=rows, expected=expected, points=points, tests=tests,
+                notebook=nb_paths[0].stem, source=source, scores=grade.scores(assignment, root))
+
+
+# One test per assignment (a module fixture shared by several tests would be rebuilt on every
+# pytest-xdist worker that runs one of them: grading is the expensive part).
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_simulated_class(assignment, tmp_path, monkeypatch):
+    monkeypatch.delenv(course.DB_ENV, raising=False)  # the temporary course has its own gradebook
+    root = tmp_path / "course"
+    for name in ("solutions", "assignments"):
+        shutil.copytree(ROOT / name / assignment, root / name / assignment)
+    shutil.copytree(ROOT / "autograder", root / "autograder", ignore=shutil.ignore_patterns(*STATE))
+    g = grade_class(root, tmp_path / "inbox", assignment)
+    students = set(g["expected"])
+
+    assert sorted(g["collected"]) == sorted((s, assignment) for s in students)
+
+    got = {s: {t: g["scores"][s][t] for t in g["tests"]} for s in students}
+    assert got == g["expected"], "autograded points differ from the expected ones"
+
+    noisy = nbformat.read(root / "autograder" / "autograded" / "broken" / assignment / f"{g['notebook']}.ipynb",
+                          as_version=4)
+    test_cells = [c for c in noisy.cells if _grade_id(c) in g["tests"] and g["expected"]["broken"][_grade_id(c)]]
+    assert test_cells and all(any("harmless warning" in o.get("text", "") for o in c.outputs) for c in test_cells), \
+        "the noise hook did not reach the test cells, so the stderr scenario proves nothing"
+
+    rows = {r["student_id"]: r for r in g["rows"] if r["assignment"] == assignment}
+    assert set(rows) == students
+    for student, row in rows.items():
+        # Manually graded answers count 0 until a grader scores them in the formgrader.
+        assert float(row["score"]) == pytest.approx(sum(g["expected"][student].values())), student
+        assert float(row["max_score"]) == pytest.approx(sum(g["points"].values())), student
+
+    hidden_lines = _hidden_only_lines(g["source"])
+    for student in students:
+        text = _feedback_text(root, assignment, student, g["notebook"])
+        assert not hidden_lines or "hidden tests: not shown" in text, student
+        leaked = [l for l in hidden_lines if l in text]
+        assert not leaked, f"feedback of {student} shows hidden tests: {leaked[:3]}"
+    if "partial" in students and SCENARIOS[assignment]["partial"].get("hidden_failure"):
+        partial = _feedback_text(root, assignment, "partial", g["notebook"])
+        assert "AssertionError: hidden test" in partial, "feedback must say that a hidden test failed"
+        assert "their source and traceback are not shown" in partial
+
+
+def _hidden_only_lines(source_nb) -> set[str]:
+    """Lines only the hidden tests contain (long enough to be distinctive)."""
+    hidden, visible = [], []
+    for cell in source_nb.cells:
+        before, _, rest = cell.source.partition("BEGIN HIDDEN TESTS")
+        region, _, after = rest.partition("END HIDDEN TESTS")
+        visible += [before, after]
+        hidden.append(region)
+    visible = "\n".join(visible)
+    return {l.strip() for region in hidden for l in region.splitlines()[1:]
+            if len(l.strip()) > 25 and l.strip() not in visible}
+
+
+def _feedback_text(root, assignment, student, notebook):
+    path = root / "autograder" / "feedback" / student / assignment / f"{notebook}.html"
+    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+
+
+def test_collect_zip_and_bad_layout(tmp_path):
+    # `grade collect` on a zip (wrapped in one top-level folder, as zip tools like to do); no nbgrader run.
+    import zipfile
+
+    root = tmp_path / "course"
+    (root / "solutions" / "01_demo").mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), root / "solutions" / "01_demo" / "demo.ipynb")
+    archive = tmp_path / "submissions.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for student in ("ada", "alan"):
+            zf.writestr(f"export/{student}/01_demo/demo.ipynb", nbformat.writes(nbformat.v4.new_notebook()))
+            zf.writestr(f"export/{student}/01_demo/.ipynb_checkpoints/demo-checkpoint.ipynb", "{}")
+    assert grade.collect(archive, root) == [("ada", "01_demo"), ("alan", "01_demo")]
+    got = sorted(str(p.relative_to(root)) for p in (root / "autograder" / "submitted").rglob("*") if p.is_file())
+    assert got == ["autograder/submitted/ada/01_demo/demo.ipynb", "autograder/submitted/alan/01_demo/demo.ipynb"]
+    wrong = tmp_path / "wrong" / "ada" / "02_unknown"
+    wrong.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), wrong / "x.ipynb")
+    with pytest.raises(ValueError, match="not a known assignment"):
+        grade.collect(tmp_path / "wrong", root)
