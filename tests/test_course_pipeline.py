@@ -43,6 +43,20 @@ def same_padding(F, dilation=1):
     return (F - 1) // 2
 '''
 
+WRONG_TRAINING_BYTES = '''
+def training_bytes(model, input_size, batch_size, optimizer="sgd"):
+    buffers = {"sgd": 0, "momentum": 1, "adam": 2}
+    if optimizer not in buffers:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
+    s = summarize(model, (batch_size,) + tuple(input_size))
+    activations = s.input_memory + s.total_memory
+    parameters = 4 * sum(p.numel() for p in model.parameters())
+    gradients = parameters                      # forgets that frozen parameters need no gradient
+    optimizer_state = buffers[optimizer] * gradients
+    return {"activations": activations, "parameters": parameters, "gradients": gradients,
+            "optimizer_state": optimizer_state, "total": activations + parameters + gradients + optimizer_state}
+'''
+
 # Per assignment (optional but recommended; without an entry the ``partial`` student is skipped and
 # ``broken`` only gets the extra crashing cell), keyed by nbgrader grade_id:
 #   partial: solution cells filled with the solution ("fill"), cells answered with other code
@@ -56,6 +70,15 @@ SCENARIOS = {
                     "passing": ["test_conv_forward", "test_im2col_by_hand"],
                     "hidden_failure": "test_output_size"},
         "broken": {"cell": "conv_backward", "failing": ["test_conv_backward"]},
+    },
+    "03_architecture_arithmetic": {
+        "partial": {"fill": ["receptive_field", "stack_params", "layer_costs", "vgg_stages", "inception", "head",
+                             "score_map"],
+                    "answer": {"training_memory": WRONG_TRAINING_BYTES},
+                    "passing": ["test_receptive_field", "test_stack_params", "test_layer_cost", "test_alexnet_table",
+                                "test_vgg_stages", "test_inception", "test_head", "test_score_map"],
+                    "hidden_failure": "test_training_memory"},
+        "broken": {"cell": "inception", "failing": ["test_inception"]},
     },
 }
 
