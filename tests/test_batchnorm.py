@@ -19,13 +19,6 @@ from cnnlab.layers import (
 DTYPES = st.sampled_from([np.float32, np.float64])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one torch thread avoids thread start-up/spin costs on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _tol(dtype):

@@ -21,13 +21,6 @@ from cnnlab.models.local import LocallyConnected2d
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one torch thread avoids thread start-up costs on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 IMPLS = [(local_forward_naive, local_backward_naive), (local_forward, local_backward)]

@@ -11,12 +11,6 @@ from cnnlab.gradcheck import check_layer_gradients, rel_error
 from cnnlab.layers.lp_pool import l2_pool_backward, l2_pool_forward
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @st.composite

@@ -27,14 +27,6 @@ VGG_NAMES = ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg
 MY_MODELS = ["lenet5", "alexnet", "alexnet_original", "zfnet", "googlenet"] + VGG_NAMES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine OpenMP threads waiting on each other
-    made these tests ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def n_params(model: nn.Module) -> int:

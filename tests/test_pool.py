@@ -20,13 +20,6 @@ from cnnlab.layers import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one torch thread avoids thread start-up/spin costs on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 MAX = [(max_pool_forward_naive, max_pool_backward_naive), (max_pool_forward_fast, max_pool_backward_fast)]
 AVG = [(avg_pool_forward_naive, avg_pool_backward_naive), (avg_pool_forward_fast, avg_pool_backward_fast)]

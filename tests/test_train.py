@@ -22,13 +22,6 @@ def tiny_net(num_classes=10, dropout=0.0, bn=True):
     return nn.Sequential(*layers)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks train fastest single-threaded; intra-op threads only contend on a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

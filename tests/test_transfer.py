@@ -11,12 +11,6 @@ from cnnlab import train as T
 from cnnlab.train import transfer as TL
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def resnet_like(num_classes=10):
