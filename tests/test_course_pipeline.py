@@ -43,6 +43,18 @@ def same_padding(F, dilation=1):
     return (F - 1) // 2
 '''
 
+WRONG_MAX_POOL_FORWARD = '''
+def max_pool_forward_naive(x, pool_param):
+    F_, S = pool_param["pool_height"], pool_param["stride"]   # assumes square windows: passes the visible tests only
+    N, C, H, W = x.shape
+    Hout, Wout = (H - F_) // S + 1, (W - F_) // S + 1
+    out = np.empty((N, C, Hout, Wout), dtype=x.dtype)
+    for i in range(Hout):
+        for j in range(Wout):
+            out[:, :, i, j] = x[:, :, i * S:i * S + F_, j * S:j * S + F_].max(axis=(2, 3))
+    return out, (x, pool_param)
+'''
+
 WRONG_TRAINING_BYTES = '''
 def training_bytes(model, input_size, batch_size, optimizer="sgd"):
     buffers = {"sgd": 0, "momentum": 1, "adam": 2}
@@ -70,6 +82,13 @@ SCENARIOS = {
                     "passing": ["test_conv_forward", "test_im2col_by_hand"],
                     "hidden_failure": "test_output_size"},
         "broken": {"cell": "conv_backward", "failing": ["test_conv_backward"]},
+    },
+    "02_pooling_batchnorm": {
+        "partial": {"fill": ["avg_pool", "batchnorm_forward"],
+                    "answer": {"max_pool_forward": WRONG_MAX_POOL_FORWARD},
+                    "passing": ["test_avg_pool", "test_batchnorm_forward"],
+                    "hidden_failure": "test_max_pool_forward"},
+        "broken": {"cell": "avg_pool", "failing": ["test_avg_pool"]},
     },
     "03_architecture_arithmetic": {
         "partial": {"fill": ["receptive_field", "stack_params", "layer_costs", "vgg_stages", "inception", "head",
