@@ -4,6 +4,9 @@
     collect PATH                       copy PATH (folder or zip, <student>/<assignment>/*.ipynb)
                                        into autograder/submitted/
     autograde ASSIGNMENT [--student S] run the tests of submitted notebooks, scores to the gradebook
+    secure ASSIGNMENT [--workers N] [--student S] [--submissions DIR] [--out DIR] [--no-gradebook]
+                                       hardened autograde: student code in a sandbox, the tests in a
+                                       separate trusted process (see autograder/README.md)
     feedback ASSIGNMENT [--student S]  HTML feedback in autograder/feedback/
     export [--to FILE]                 grades as CSV (default autograder/exports/grades.csv)
     validate PATH [--invert]           run a notebook's tests (--invert: all must fail)
@@ -34,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, parents=[common])
         s.add_argument("assignment")
         s.add_argument("--student")
+    s = sub.add_parser("secure", parents=[common], help="hardened autograde (sandboxed student code)")
+    s.add_argument("assignment")
+    s.add_argument("--student")
+    s.add_argument("--workers", type=int, help="parallel graders (default: number of cores)")
+    s.add_argument("--submissions", help="folder of <student>/<assignment>/ (default autograder/submitted)")
+    s.add_argument("--out", help="reports folder (default autograder/secure_graded/<assignment>)")
+    s.add_argument("--no-gradebook", action="store_true", help="do not record scores in the gradebook")
+    s.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default 60)")
+    s.add_argument("--notebook-timeout", type=float, default=600.0, help="seconds per notebook (default 600)")
+    s.add_argument("--memory-mb", type=int, default=4096, help="memory limit of student code (default 4096)")
     s = sub.add_parser("export", parents=[common], help="grades as CSV")
     s.add_argument("--to")
     s = sub.add_parser("validate", parents=[common], help="run a notebook's tests")
@@ -53,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"collected {student}/{assignment}")
         elif a.command == "autograde":
             print(f"autograded -> {grade.autograde(a.assignment, a.student, a.root, a.db)}")
+        elif a.command == "secure":
+            results = grade.autograde_secure(
+                a.assignment, a.student, a.root, a.db, workers=a.workers, submissions=a.submissions,
+                out=a.out, gradebook=not a.no_gradebook, cell_timeout=a.cell_timeout,
+                notebook_timeout=a.notebook_timeout, memory_mb=a.memory_mb)
+            for student, r in sorted(results.items()):
+                print(f"{student}: {r['total']:g} / {r['max_total']:g}"
+                      + "".join(f"\n    - {m}" for m in r["messages"]))
+            first = next(iter(results.values()), {})
+            print(f"isolation: {', '.join(first.get('isolation', []))}")
         elif a.command == "feedback":
             print(f"feedback -> {grade.feedback(a.assignment, a.student, a.root, a.db)}")
         elif a.command == "export":

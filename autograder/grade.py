@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .course import DB_ENV, DIRECTORIES, assignment_ids, db_url, default_root
 
-__all__ = ["nbgrader", "release", "collect", "autograde", "feedback", "export", "validate",
-           "scores"]
+__all__ = ["nbgrader", "release", "collect", "autograde", "autograde_secure", "feedback", "export",
+           "validate", "scores"]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
 
@@ -166,6 +166,29 @@ def autograde(assignment: str, student: str | None = None, root=None, db: str | 
         args.append(f"--student={student}")
     nbgrader(args, root, db)
     return root / DIRECTORIES["autograded_directory"]
+
+
+def autograde_secure(assignment: str, student: str | None = None, root=None, db: str | None = None, *,
+                     workers: int | None = None, submissions=None, out=None, gradebook: bool = True,
+                     cell_timeout: float = 60.0, notebook_timeout: float = 600.0,
+                     memory_mb: int = 4096) -> dict:
+    """Hardened autograde (:mod:`autograder.secure`): student code runs sandboxed, the instructor's
+    tests run in a separate trusted process, so a submission cannot make itself pass.
+
+    Grades ``submissions/<student>/<assignment>/`` (default ``autograder/submitted``) with
+    ``workers`` processes (default: number of cores), writes ``report.json``/``report.md`` per
+    student, ``grades.csv`` and ``results.json`` to ``out`` (default
+    ``autograder/secure_graded/<assignment>``) and, with ``gradebook``, the auto scores to the
+    nbgrader gradebook (``export`` then shows them). Returns ``{student: result}``.
+    """
+    from .secure import Limits, grade_batch
+
+    root = _root(root)
+    _check_assignment(root, assignment)
+    limits = Limits(cell_timeout=cell_timeout, notebook_timeout=notebook_timeout,
+                    cpu_seconds=int(notebook_timeout), memory_mb=memory_mb)
+    return grade_batch(assignment, root=root, submissions=submissions, workers=workers, student=student,
+                       limits=limits, out=out, gradebook=gradebook, db=db)
 
 
 def feedback(assignment: str, student: str | None = None, root=None, db: str | None = None) -> Path:

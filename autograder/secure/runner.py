@@ -1,0 +1,265 @@
+"""The TRUSTED runner: grades one submission from its plan. Never executes student code.
+
+``python -m autograder.secure.runner JOB.json`` (started by :mod:`autograder.secure.batch`, one
+process per submission). It starts the student's process (:mod:`.sandbox`), sends it the student's
+cells, and runs the instructor's test cells *here*, in a namespace where every name the student
+defined is plain data or a :class:`~.wire.RemoteObject`. A test cell earns its points iff it
+runs here without an exception. The result is rewritten to ``JOB["result"]`` after every cell, so
+a runner killed by the batch still leaves the points its finished cells earned.
+"""
+from __future__ import annotations
+
+import builtins
+import json
+import re
+import keyword
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import sandbox, wire
+
+_MAGIC = re.compile(r"^\s*[%!]|\?\s*$", re.M)
+__all__ = ["run_plan", "main"]
+
+_SIGNALS = {9: "killed (SIGKILL)", 11: "crashed (segmentation fault)", 6: "aborted",
+            24: "CPU time limit (SIGXCPU)", 25: "file size limit (SIGXFSZ)", 7: "bus error"}
+
+
+class _IPythonShim:
+    """``get_ipython()`` for transformed magics: ``%matplotlib`` selects Agg; shell escapes do
+    nothing; other magics go to a real (non-kernel) IPython shell."""
+
+    def __init__(self, ns):
+        self.ns, self._shell = ns, None
+
+    def _real(self):
+        if self._shell is None:
+            from IPython.core.interactiveshell import InteractiveShell
+            self._shell = InteractiveShell.instance(user_ns=self.ns)
+        return self._shell
+
+    def run_line_magic(self, name, line, _stack_depth=1):
+        if name in ("matplotlib", "pylab"):
+            import matplotlib
+            matplotlib.use("Agg")
+            return None
+        return self._real().run_line_magic(name, line)
+
+    def run_cell_magic(self, name, line, cell):
+        return self._real().run_cell_magic(name, line, cell)
+
+    def system(self, cmd):
+        return None
+
+    def getoutput(self, cmd, *a, **k):
+        return []
+
+    def __getattr__(self, name):
+        return getattr(self._real(), name)
+
+
+def _transform(src):
+    from IPython.core.inputtransformer2 import TransformerManager
+    return TransformerManager().transform_cell(src)
+
+
+class CellTimeout(Exception):
+    """A cell of the trusted side ran past its wall-clock limit."""
+
+
+def _alarm(signum, frame):
+    raise CellTimeout("time limit reached")
+
+
+def _run_source(src: str, ns: dict) -> None:
+    """Execute an instructor cell in the trusted namespace (IPython magics supported)."""
+    if _MAGIC.search(src):
+        src = _transform(src)
+        ns.setdefault("get_ipython", lambda shim=_IPythonShim(ns): shim)
+    exec(compile(src, "<cell>", "exec"), ns)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:500]}"
+
+
+def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path], write=None) -> dict:
+    """Grade one plan; ``write(result)`` is called after every cell. Returns the result dict:
+    ``scores`` (grade_id -> points earned, None for manual cells), ``max_scores``, ``cells``
+    (per-step status), ``messages``, ``isolation`` (layers active)."""
+    write = write or (lambda r: None)
+    result = {"scores": {}, "max_scores": dict(plan["points"]), "cells": [],
+              "messages": list(plan.get("messages", [])), "isolation": [], "limits": limits.as_dict()}
+    for step in plan["steps"]:
+        if step["kind"] in ("test", "answer", "manual"):
+            result["scores"][step["id"]] = None if step["kind"] == "manual" else 0.0
+    write(result)
+    log = workdir.parent / (workdir.name + ".log")
+    agent = sandbox.start_agent(workdir, limits, hide, log)
+    result["isolation"] = agent.layers
+    notebook_deadline = time.monotonic() + limits.notebook_timeout
+    cell_deadline = [notebook_deadline]
+    current = {"id": None}
+
+    def on_dead(exc):
+        if isinstance(exc, wire.StudentTimeout):
+            why = (f"time limit: cell {current['id']!r} ran over "
+                   f"{limits.cell_timeout:g} s (or the notebook over {limits.notebook_timeout:g} s)")
+        elif isinstance(exc, wire.ProtocolError):
+            why = f"the student's process sent an invalid reply during {current['id']!r} ({exc})"
+        else:
+            why = None
+        agent.kill()
+        if why is None:
+            rc = agent.proc.returncode
+            if rc is not None and rc < 0:
+                why = f"the student's process was {_SIGNALS.get(-rc, f'stopped by signal {-rc}')}"
+            elif rc is not None and rc >= 128 and rc - 128 in _SIGNALS:
+                why = f"the student's process was {_SIGNALS[rc - 128]}"
+            else:
+                why = f"the student's process exited (code {rc}; os._exit or sys.exit outside a cell?)"
+            why += f" during {current['id']!r}"
+        result["messages"].append(why + "; cells after it could not use student code")
+
+    conn = wire.AgentConnection(agent.rfd, agent.wfd, lambda: cell_deadline[0], on_dead)
+    ns: dict = {"__name__": "__main__", "__builtins__": builtins}
+    protected: set[str] = set()
+    student_names: set[str] = set()
+    reported: set[str] = set()
+    old_handler = signal.signal(signal.SIGALRM, _alarm)
+
+    def bind(names):
+        if not isinstance(names, list):
+            return
+        for name in names[:10_000]:
+            if (type(name) is not str or not name.isidentifier() or keyword.iskeyword(name)
+                    or name.startswith("__") or hasattr(builtins, name)):
+                if type(name) is str and hasattr(builtins, name) and name not in reported:
+                    reported.add(name)
+                    result["messages"].append(f"student code redefined the built-in {name!r}; "
+                                              "the tests use the real one")
+                continue
+            if name in protected and name not in student_names:
+                if name not in reported:
+                    reported.add(name)
+                    result["messages"].append(f"student code rebound {name!r}, which the assignment "
+                                              "defines; the tests use the instructor's")
+                continue
+            try:
+                ns[name] = conn.value({"op": "get", "name": name})
+                student_names.add(name)
+            except wire.StudentProcessDied:
+                return
+            except Exception:  # noqa: BLE001
+                ns.pop(name, None)
+
+    try:
+        for step in plan["steps"]:
+            kind, sid = step["kind"], step["id"]
+            current["id"] = sid
+            now = time.monotonic()
+            if now >= notebook_deadline and not conn.dead:
+                conn.dead = "notebook time limit"
+                agent.kill()
+                result["messages"].append(f"time limit: the notebook ran over {limits.notebook_timeout:g} s "
+                                          f"before {sid!r}")
+            cell_deadline[0] = min(now + limits.cell_timeout, notebook_deadline)
+            entry = {"id": sid, "kind": kind, "status": "ok"}
+            if kind == "manual":
+                entry["status"] = "manual"
+            elif kind in ("student", "extra", "answer"):
+                if not step["src"].strip():
+                    entry["status"] = "empty"
+                try:
+                    reply, _ = conn.request({"op": "exec", "src": step["src"]})
+                    if not reply.get("ok"):
+                        entry["status"] = "error"
+                        entry["error"] = f"{str(reply.get('etype'))[:80]}: {str(reply.get('msg'))[:500]}"
+                        if reply.get("etype") == "MemoryError":
+                            result["messages"].append(f"memory limit ({limits.memory_mb} MiB) hit in {sid!r}")
+                        elif reply.get("etype") == "SystemExit":
+                            result["messages"].append(f"{sid!r} called sys.exit(); the cell was stopped")
+                    bind(reply.get("names"))
+                    if kind == "answer" and entry["status"] != "error":
+                        result["scores"][sid] = step["points"]
+                except (wire.StudentTimeout, wire.StudentProcessDied, wire.ProtocolError) as exc:
+                    entry["status"], entry["error"] = "error", _error_text(exc)
+            else:  # instructor code or a test: trusted side (instructor cells also on the student side)
+                if kind == "instructor" and not conn.dead:
+                    try:
+                        reply, _ = conn.request({"op": "exec", "src": step["src"]})
+                    except (wire.StudentTimeout, wire.StudentProcessDied, wire.ProtocolError):
+                        pass
+                left = max(cell_deadline[0] - time.monotonic(), 0.05)
+                signal.setitimer(signal.ITIMER_REAL, left + 0.5)
+                before = {k: id(v) for k, v in ns.items()}
+                try:
+                    _run_source(step["src"], ns)
+                    if kind == "test":
+                        result["scores"][sid] = step["points"]
+                except BaseException as exc:  # noqa: BLE001
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+                    entry["status"], entry["error"] = "error", _error_text(exc)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                if kind == "instructor":
+                    for k, v in ns.items():
+                        if before.get(k) != id(v) and k not in student_names:
+                            protected.add(k)
+            result["cells"].append(entry)
+            write(result)
+    finally:
+        signal.signal(signal.SIGALRM, old_handler)
+        agent.kill()
+    result["total"] = sum(v for v in result["scores"].values() if v is not None)
+    result["max_total"] = sum(result["max_scores"].values())
+    write(result)
+    return result
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    job = json.loads(Path(argv[0]).read_text())
+    out = Path(job["result"])
+
+    def write(result):
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result))
+        os.replace(tmp, out)
+
+    base = Path(tempfile.mkdtemp(prefix="cnnlab-secure-"))
+    os.chmod(base, 0o755)
+    try:
+        workdir = base / "work"
+        trusted = base / "trusted"
+        workdir.mkdir()
+        trusted.mkdir()
+        for src in job.get("student_files", []):
+            _copy(Path(src), workdir)
+        for src in job.get("trusted_files", []):
+            _copy(Path(src), trusted)
+        os.chdir(trusted)
+        sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+        limits = sandbox.Limits(**job.get("limits", {}))
+        run_plan(job["plan"], limits, workdir, [Path(p) for p in job.get("hide", [])], write)
+    finally:
+        os.chdir("/")
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+def _copy(src: Path, dest_dir: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dest_dir / src.name, dirs_exist_ok=True)
+    elif src.is_file():
+        shutil.copy2(src, dest_dir / src.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
