@@ -55,6 +55,19 @@ def max_pool_forward_naive(x, pool_param):
     return out, (x, pool_param)
 '''
 
+WRONG_TRAIN_ONE_EPOCH = '''
+def train_one_epoch(model, loader, optimizer):
+    # averages the batch losses (not the samples) and never calls model.train(): passes the visible tests only
+    losses = []
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return sum(losses) / len(losses)
+'''
+
 WRONG_TRAINING_BYTES = '''
 def training_bytes(model, input_size, batch_size, optimizer="sgd"):
     buffers = {"sgd": 0, "momentum": 1, "adam": 2}
@@ -98,6 +111,13 @@ SCENARIOS = {
                                 "test_vgg_stages", "test_inception", "test_head", "test_score_map"],
                     "hidden_failure": "test_training_memory"},
         "broken": {"cell": "inception", "failing": ["test_inception"]},
+    },
+    "05_training_transfer": {
+        "partial": {"fill": ["topk", "freeze_head", "strategies"],
+                    "answer": {"train_one_epoch": WRONG_TRAIN_ONE_EPOCH},
+                    "passing": ["test_topk", "test_freeze_head", "test_strategies"],
+                    "hidden_failure": "test_train_one_epoch"},
+        "broken": {"cell": "digits_cnn", "failing": ["test_digits_cnn"]},
     },
 }
 
