@@ -68,6 +68,26 @@ def train_one_epoch(model, loader, optimizer):
     return sum(losses) / len(losses)
 '''
 
+WRONG_BASIC_BLOCK = '''
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if in_planes != planes:   # forgets the stride-only case: passes the visible tests only
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + identity)
+'''
+
 WRONG_TRAINING_BYTES = '''
 def training_bytes(model, input_size, batch_size, optimizer="sgd"):
     buffers = {"sgd": 0, "momentum": 1, "adam": 2}
@@ -111,6 +131,13 @@ SCENARIOS = {
                                 "test_vgg_stages", "test_inception", "test_head", "test_score_map"],
                     "hidden_failure": "test_training_memory"},
         "broken": {"cell": "inception", "failing": ["test_inception"]},
+    },
+    "04_residual_networks": {
+        "partial": {"fill": ["bottleneck", "zero_init", "grouped_conv"],
+                    "answer": {"basic_block": WRONG_BASIC_BLOCK},
+                    "passing": ["test_bottleneck", "test_zero_init", "test_grouped_conv"],
+                    "hidden_failure": "test_basic_block"},
+        "broken": {"cell": "separable", "failing": ["test_separable"]},
     },
     "05_training_transfer": {
         "partial": {"fill": ["topk", "freeze_head", "strategies"],
