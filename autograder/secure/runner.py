@@ -21,51 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
+# The trusted side handles IPython syntax exactly as the agent does (agent.py is import-safe).
 from . import sandbox, wire
+from .agent import _IPythonShim, _transform
 
 _MAGIC = re.compile(r"^\s*[%!]|\?\s*$", re.M)
 __all__ = ["run_plan", "main"]
 
 _SIGNALS = {9: "killed (SIGKILL)", 11: "crashed (segmentation fault)", 6: "aborted",
             24: "CPU time limit (SIGXCPU)", 25: "file size limit (SIGXFSZ)", 7: "bus error"}
-
-
-class _IPythonShim:
-    """``get_ipython()`` for transformed magics: ``%matplotlib`` selects Agg; shell escapes do
-    nothing; other magics go to a real (non-kernel) IPython shell."""
-
-    def __init__(self, ns):
-        self.ns, self._shell = ns, None
-
-    def _real(self):
-        if self._shell is None:
-            from IPython.core.interactiveshell import InteractiveShell
-            self._shell = InteractiveShell.instance(user_ns=self.ns)
-        return self._shell
-
-    def run_line_magic(self, name, line, _stack_depth=1):
-        if name in ("matplotlib", "pylab"):
-            import matplotlib
-            matplotlib.use("Agg")
-            return None
-        return self._real().run_line_magic(name, line)
-
-    def run_cell_magic(self, name, line, cell):
-        return self._real().run_cell_magic(name, line, cell)
-
-    def system(self, cmd):
-        return None
-
-    def getoutput(self, cmd, *a, **k):
-        return []
-
-    def __getattr__(self, name):
-        return getattr(self._real(), name)
-
-
-def _transform(src):
-    from IPython.core.inputtransformer2 import TransformerManager
-    return TransformerManager().transform_cell(src)
 
 
 class CellTimeout(Exception):
