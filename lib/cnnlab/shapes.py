@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["conv_output_size", "check_4d", "check_int"]
+__all__ = ["conv_output_size", "check_4d", "check_int", "check_pair"]
 
 
 def check_int(name: str, value, minimum: int) -> int:
@@ -26,6 +26,17 @@ def check_int(name: str, value, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def check_pair(name: str, value, minimum: int = 1) -> tuple[int, int]:
+    """Return ``value`` as a ``(height, width)`` pair of ints >= ``minimum``: an int ``k`` means
+    ``(k, k)``; a tuple/list must have two entries. Raises ``ValueError`` naming ``name``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
+        return check_int(f"{name}[0]", value[0], minimum), check_int(f"{name}[1]", value[1], minimum)
+    v = check_int(name, value, minimum)
+    return v, v
 
 
 def check_4d(name: str, x, layout: str = "(N, C, H, W)") -> None:

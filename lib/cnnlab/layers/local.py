@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..im2col import col2im, im2col
-from ..shapes import check_4d, check_int, conv_output_size
+from ..shapes import check_4d, check_int, check_pair, conv_output_size
 
 __all__ = [
     "local_forward_naive",
@@ -242,14 +242,6 @@ def local_backward(dout, cache):
 # Parameter counts
 # ---------------------------------------------------------------------------------------------
 
-def _pair(name, v):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair (height, width), got {v!r}")
-        return check_int(f"{name}[0]", v[0], 1), check_int(f"{name}[1]", v[1], 1)
-    v = check_int(name, v, 1)
-    return v, v
-
 
 def local_params(in_channels, out_channels, kernel_size, output_size, bias=True) -> int:
     """Learnable parameters of a locally-connected layer.
@@ -272,8 +264,8 @@ def local_params(in_channels, out_channels, kernel_size, output_size, bias=True)
     """
     C = check_int("in_channels", in_channels, 1)
     F = check_int("out_channels", out_channels, 1)
-    HH, WW = _pair("kernel_size", kernel_size)
-    Hout, Wout = _pair("output_size", output_size)
+    HH, WW = check_pair("kernel_size", kernel_size)
+    Hout, Wout = check_pair("output_size", output_size)
     return Hout * Wout * (F * C * HH * WW + (F if bias else 0))
 
 
@@ -301,8 +293,8 @@ def local_vs_conv_params(in_channels, out_channels, input_size, kernel_size, str
     """
     C = check_int("in_channels", in_channels, 1)
     F = check_int("out_channels", out_channels, 1)
-    H, W = _pair("input_size", input_size)
-    HH, WW = _pair("kernel_size", kernel_size)
+    H, W = check_pair("input_size", input_size)
+    HH, WW = check_pair("kernel_size", kernel_size)
     Hout = conv_output_size(H, HH, stride, pad, axis="H")
     Wout = conv_output_size(W, WW, stride, pad, axis="W")
     conv = F * C * HH * WW + (F if bias else 0)

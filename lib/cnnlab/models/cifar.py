@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..shapes import check_int
 from .registry import register_model
-from .resnet import BasicBlock, _check_input, _check_num_classes, conv1x1, conv3x3
+from .resnet import BasicBlock, _check_input, _check_num_classes, conv1x1, conv3x3, init_resnet_weights
 
 __all__ = [
     "PadShortcut", "CifarResNet", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
@@ -101,16 +101,7 @@ class CifarResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[2], num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, BasicBlock):
-                    nn.init.constant_(m.bn2.weight, 0)
+        init_resnet_weights(self, zero_init_residual)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None

@@ -33,7 +33,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from ..shapes import check_int
+from ..shapes import check_int, check_pair
 
 __all__ = ["ConvolutionalizedNet", "convolutionalize", "sliding_window_scores",
            "sliding_window_cost", "average_scores"]
@@ -186,17 +186,9 @@ def convolutionalize(model: nn.Module) -> ConvolutionalizedNet:
     return net
 
 
-def _size(name, v):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair (height, width), got {v!r}")
-        return check_int(f"{name}[0]", v[0], 1), check_int(f"{name}[1]", v[1], 1)
-    v = check_int(name, v, 1)
-    return v, v
-
 
 def _windows(H, W, window, stride):
-    wh, ww = _size("window", window)
+    wh, ww = check_pair("window", window)
     stride = check_int("stride", stride, 1)
     if wh > H or ww > W:
         raise ValueError(f"window {wh}x{ww} does not fit in the {H}x{W} image")
@@ -276,7 +268,7 @@ def sliding_window_cost(model: nn.Module, image_size, window=224, stride: int = 
     from ..analysis import summarize   # local import: analysis imports models
 
     kh, kw = _check_supported(model)
-    H, W = _size("image_size", image_size)
+    H, W = check_pair("image_size", image_size)
     wh, ww, s, nh, nw = _windows(H, W, window, stride)
     per_window = summarize(model, (in_channels, wh, ww)).total_flops
     feats = summarize(model.features, (in_channels, H, W))

@@ -22,18 +22,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..shapes import check_int, conv_output_size
+from ..shapes import check_int, check_pair, conv_output_size
 
 __all__ = ["LocallyConnected2d"]
 
-
-def _pair(name, v, minimum):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair (height, width), got {v!r}")
-        return check_int(f"{name}[0]", v[0], minimum), check_int(f"{name}[1]", v[1], minimum)
-    v = check_int(name, v, minimum)
-    return v, v
 
 
 class LocallyConnected2d(nn.Module):
@@ -59,10 +51,10 @@ class LocallyConnected2d(nn.Module):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, 1)
         self.out_channels = check_int("out_channels", out_channels, 1)
-        self.input_size = _pair("input_size", input_size, 1)
-        self.kernel_size = _pair("kernel_size", kernel_size, 1)
-        self.stride = _pair("stride", stride, 1)
-        self.padding = _pair("padding", padding, 0)
+        self.input_size = check_pair("input_size", input_size, 1)
+        self.kernel_size = check_pair("kernel_size", kernel_size, 1)
+        self.stride = check_pair("stride", stride, 1)
+        self.padding = check_pair("padding", padding, 0)
         (H, W), (kh, kw), (sh, sw), (ph, pw) = self.input_size, self.kernel_size, self.stride, self.padding
         self.output_size = (conv_output_size(H, kh, sh, ph, axis="H"),
                             conv_output_size(W, kw, sw, pw, axis="W"))

@@ -16,18 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..shapes import check_int, conv_output_size
+from ..shapes import check_int, check_pair, conv_output_size
 
 __all__ = ["receptive_field_masks", "receptive_field_mask", "plot_receptive_field", "plot_im2col"]
 
-
-def _pair(name, value, minimum):
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
-        return check_int(f"{name}[0]", value[0], minimum), check_int(f"{name}[1]", value[1], minimum)
-    v = check_int(name, value, minimum)
-    return v, v
 
 
 def _parse_layer(i, layer):
@@ -46,7 +38,7 @@ def _parse_layer(i, layer):
                          f"dilation optional) or a dict; got {layer!r}")
     names = ("kernel", "stride", "pad", "dilation")
     minima = (1, 1, 0, 1)
-    return tuple(_pair(f"layers[{i}] {n}", v, m) for n, v, m in zip(names, values, minima))
+    return tuple(check_pair(f"layers[{i}] {n}", v, m) for n, v, m in zip(names, values, minima))
 
 
 def _backproject_1d(out_set, n_in, k, s, p, d):
@@ -80,7 +72,7 @@ def receptive_field_masks(layers, input_size, output_position):
     """
     if not isinstance(layers, (list, tuple)):
         raise ValueError(f"layers must be a list of (kernel, stride, pad, dilation), got {layers!r}")
-    H, W = _pair("input_size", input_size, 1)
+    H, W = check_pair("input_size", input_size, 1)
     parsed = [_parse_layer(i, layer) for i, layer in enumerate(layers)]
     sizes = [(H, W)]
     for i, (k, s, p, d) in enumerate(parsed):
