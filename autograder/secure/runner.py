@@ -19,10 +19,11 @@ import signal
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 # The trusted side handles IPython syntax exactly as the agent does (agent.py is import-safe).
-from . import sandbox, wire
+from . import deps, sandbox, wire
 from .agent import _IPythonShim, _transform
 
 _MAGIC = re.compile(r"^\s*[%!]|\?\s*$", re.M)
@@ -123,7 +124,7 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
                 ns.pop(name, None)
 
     try:
-        for step in plan["steps"]:
+        for index, step in enumerate(plan["steps"]):
             kind, sid = step["kind"], step["id"]
             current["id"] = sid
             now = time.monotonic()
@@ -159,6 +160,12 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
                         reply, _ = conn.request({"op": "exec", "src": step["src"]})
                     except (wire.StudentTimeout, wire.StudentProcessDied, wire.ProtocolError):
                         pass
+                if kind == "instructor" and sid not in deps.needed_instructor_cells(
+                        plan["steps"][index:], {k for k, v in ns.items() if isinstance(v, types.ModuleType)}):
+                    entry["status"] = "student-side only"   # no later trusted cell can observe it
+                    result["cells"].append(entry)
+                    write(result)
+                    continue
                 left = max(cell_deadline[0] - time.monotonic(), 0.05)
                 signal.setitimer(signal.ITIMER_REAL, left + 0.5)
                 before = {k: id(v) for k, v in ns.items()}
