@@ -3,10 +3,14 @@
     release [ASSIGNMENT]               regenerate assignments/ from solutions/ (all or one)
     collect PATH                       copy PATH (folder or zip, <student>/<assignment>/*.ipynb)
                                        into autograder/submitted/
-    autograde ASSIGNMENT [--student S] run the tests of submitted notebooks, scores to the gradebook
+    autograde ASSIGNMENT [--student S] [--workers N] [--unsafe]
+                                       grade submitted notebooks: hardened (student code in a
+                                       sandbox, the tests in a separate trusted process), then
+                                       scores, autograded notebooks and feedback as nbgrader's;
+                                       --unsafe: plain nbgrader (student code and tests in one kernel)
     secure ASSIGNMENT [--workers N] [--student S] [--submissions DIR] [--out DIR] [--no-gradebook]
-                                       hardened autograde: student code in a sandbox, the tests in a
-                                       separate trusted process (see autograder/README.md)
+                                       the hardened grader alone: reports in
+                                       autograder/secure_graded/ (see autograder/README.md)
     feedback ASSIGNMENT [--student S]  HTML feedback in autograder/feedback/
     export [--to FILE]                 grades as CSV (default autograder/exports/grades.csv)
     validate PATH [--invert]           run a notebook's tests (--invert: all must fail)
@@ -33,20 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("assignment", nargs="?")
     s = sub.add_parser("collect", parents=[common], help="copy submissions into autograder/submitted/")
     s.add_argument("path")
-    for name in ("autograde", "feedback"):
-        s = sub.add_parser(name, parents=[common])
-        s.add_argument("assignment")
-        s.add_argument("--student")
-    s = sub.add_parser("secure", parents=[common], help="hardened autograde (sandboxed student code)")
+    s = sub.add_parser("feedback", parents=[common])
     s.add_argument("assignment")
     s.add_argument("--student")
-    s.add_argument("--workers", type=int, help="parallel graders (default: number of cores)")
+    limits = argparse.ArgumentParser(add_help=False)
+    limits.add_argument("--workers", type=int, help="parallel graders (default: number of cores)")
+    limits.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default 60)")
+    limits.add_argument("--notebook-timeout", type=float, default=600.0, help="seconds per notebook (default 600)")
+    limits.add_argument("--memory-mb", type=int, default=4096, help="memory limit of student code (default 4096)")
+    s = sub.add_parser("autograde", parents=[common, limits], help="grade submissions (hardened)")
+    s.add_argument("assignment")
+    s.add_argument("--student")
+    s.add_argument("--unsafe", action="store_true",
+                   help="plain nbgrader: student code and tests in one kernel (a submission can fake its marks)")
+    s = sub.add_parser("secure", parents=[common, limits], help="the hardened grader alone (reports)")
+    s.add_argument("assignment")
+    s.add_argument("--student")
     s.add_argument("--submissions", help="folder of <student>/<assignment>/ (default autograder/submitted)")
     s.add_argument("--out", help="reports folder (default autograder/secure_graded/<assignment>)")
     s.add_argument("--no-gradebook", action="store_true", help="do not record scores in the gradebook")
-    s.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default 60)")
-    s.add_argument("--notebook-timeout", type=float, default=600.0, help="seconds per notebook (default 600)")
-    s.add_argument("--memory-mb", type=int, default=4096, help="memory limit of student code (default 4096)")
     s = sub.add_parser("export", parents=[common], help="grades as CSV")
     s.add_argument("--to")
     s = sub.add_parser("validate", parents=[common], help="run a notebook's tests")
@@ -65,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             for student, assignment in grade.collect(a.path, a.root):
                 print(f"collected {student}/{assignment}")
         elif a.command == "autograde":
-            print(f"autograded -> {grade.autograde(a.assignment, a.student, a.root, a.db)}")
+            limits = {} if a.unsafe else dict(workers=a.workers, cell_timeout=a.cell_timeout,
+                                               notebook_timeout=a.notebook_timeout, memory_mb=a.memory_mb)
+            print(f"autograded -> {grade.autograde(a.assignment, a.student, a.root, a.db, unsafe=a.unsafe, **limits)}")
         elif a.command == "secure":
             results = grade.autograde_secure(
                 a.assignment, a.student, a.root, a.db, workers=a.workers, submissions=a.submissions,

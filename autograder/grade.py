@@ -30,13 +30,14 @@ def _root(root) -> Path:
 
 
 def nbgrader(args: list[str], root=None, db: str | None = None,
-             check: bool = True) -> subprocess.CompletedProcess:
+             check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` with the course configuration; raise ``RuntimeError`` on failure.
 
-    Returns the CompletedProcess (stdout and stderr captured as text).
+    ``env``: extra environment variables. Returns the CompletedProcess (stdout and stderr
+    captured as text).
     """
     root = _root(root)
-    env = dict(os.environ)
+    env = dict(os.environ, **(env or {}))
     if db:
         env[DB_ENV] = db
     env.setdefault("MPLBACKEND", "Agg")
@@ -148,14 +149,25 @@ def _in_gradebook(assignment: str, root: Path, db: str | None) -> bool:
         return False
 
 
-def autograde(assignment: str, student: str | None = None, root=None, db: str | None = None) -> Path:
-    """Autograde submitted notebooks of ``assignment`` (one ``student`` or all).
+def autograde(assignment: str, student: str | None = None, root=None, db: str | None = None, *,
+              unsafe: bool = False, workers: int | None = None, **limits) -> Path:
+    """Autograde submitted notebooks of ``assignment`` (one ``student`` or all); returns
+    ``autograder/autograded/``.
+
+    By default grading is hardened (:func:`autograde_secure`: student code sandboxed, the tests
+    in a separate trusted process, ``workers`` in parallel); then nbgrader's own ``autograde``
+    runs with those results injected in place of execution
+    (:class:`~autograder.preprocessors.InjectSecureResults`), so the gradebook, late penalties,
+    the autograded notebooks and ``feedback`` work as with plain nbgrader. Submissions nbgrader
+    cannot read (invalid JSON...) get the hardened grader's score in the gradebook all the same.
+    ``limits``: ``cell_timeout``, ``notebook_timeout``, ``memory_mb`` (see :func:`autograde_secure`).
+
+    ``unsafe=True`` runs plain ``nbgrader autograde``: student code and tests in ONE kernel, so a
+    submission can make itself pass (``np.allclose = lambda *a, **k: True``). Only for
+    comparisons and for notebooks of your own.
 
     If the gradebook does not know the assignment yet (a fresh database), it is released first
-    so that the locked test cells, hidden tests included, are known. Scores go to the gradebook;
-    graded notebooks to ``autograder/autograded/``. Returns that folder.
-
-    This is the one function the grading hardening issue may replace.
+    so that the locked test cells, hidden tests included, are known.
     """
     root = _root(root)
     _check_assignment(root, assignment)
@@ -164,7 +176,17 @@ def autograde(assignment: str, student: str | None = None, root=None, db: str | 
     args = ["autograde", assignment, "--force"]
     if student:
         args.append(f"--student={student}")
-    nbgrader(args, root, db)
+    if unsafe:
+        nbgrader(args, root, db)
+        return root / DIRECTORIES["autograded_directory"]
+    out = root / "autograder" / "secure_graded" / assignment
+    results = autograde_secure(assignment, student, root, db, workers=workers, out=out, gradebook=False, **limits)
+    from .preprocessors import SECURE_RESULTS_ENV
+    from .secure.batch import record_in_gradebook
+
+    # nbgrader fails (exit 1) when one notebook cannot be read; the others are graded regardless.
+    nbgrader(args, root, db, check=False, env={SECURE_RESULTS_ENV: str(out / "results.json")})
+    record_in_gradebook(assignment, results, root, db)
     return root / DIRECTORIES["autograded_directory"]
 
 

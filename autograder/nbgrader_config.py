@@ -27,7 +27,8 @@ from nbgrader.preprocessors import (  # noqa: E402
     InstantiateTests, LimitOutput, LockCells, SaveAutoGrades, SaveCells)
 
 from autograder.course import COURSE_ID, DIRECTORIES, db_url  # noqa: E402
-from autograder.preprocessors import ClearExecutionMetadata, HideHiddenTests, StderrToStdout  # noqa: E402
+from autograder.preprocessors import (  # noqa: E402
+    SECURE_RESULTS_ENV, ClearExecutionMetadata, HideHiddenTests, InjectSecureResults, StderrToStdout)
 
 c = get_config()  # noqa: F821  (provided by traitlets when it loads this file)
 
@@ -60,8 +61,12 @@ c.Execute.timeout = 60
 # A warning printed to stderr (torch, numpy, warnings.warn) must not zero a passing test cell:
 # nbgrader counts any stderr output of a grade cell as a failure, so relabel it as stdout just
 # before the scores are saved. Errors (exceptions, failed asserts) still score zero.
+#
+# `python3 run.py grade autograde` grades with the hardened grader first and then runs nbgrader's
+# autograde with its results in place of execution (InjectSecureResults): nbgrader's gradebook,
+# late penalties and feedback work as usual, and no student code runs in nbgrader's kernel.
 c.Autograde.autograde_preprocessors = [
-    Execute,
+    InjectSecureResults if os.environ.get(SECURE_RESULTS_ENV) else Execute,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,

@@ -5,14 +5,25 @@
 - :class:`HideHiddenTests` (feedback): hidden tests stay hidden in the feedback students get.
 - :class:`ClearExecutionMetadata` (release): the release does not depend on how and when the
   solution notebook was last executed.
+- :class:`InjectSecureResults` (autograde, in place of nbgrader's ``Execute``): the outputs of the
+  hardened grader (:mod:`autograder.secure`) become the cells' outputs, so nbgrader's own
+  ``SaveAutoGrades`` records exactly the hardened scores and feedback shows them.
 """
 from __future__ import annotations
 
+import json
+import os
+
+from nbformat.v4 import new_output
 from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
-__all__ = ["StderrToStdout", "HideHiddenTests", "ClearExecutionMetadata"]
+__all__ = ["StderrToStdout", "HideHiddenTests", "ClearExecutionMetadata", "InjectSecureResults",
+           "SECURE_RESULTS_ENV"]
+
+#: Environment variable naming the hardened grader's ``results.json`` for ``nbgrader autograde``.
+SECURE_RESULTS_ENV = "CNNLAB_SECURE_RESULTS"
 
 
 class StderrToStdout(NbGraderPreprocessor):
@@ -77,3 +88,49 @@ class ClearExecutionMetadata(NbGraderPreprocessor):
         for key in self.keys:
             cell.metadata.pop(key, None)
         return cell, resources
+
+
+class InjectSecureResults(NbGraderPreprocessor):
+    """Give every code cell the output the hardened grader recorded instead of executing it.
+
+    Reads ``results.json`` of :func:`autograder.secure.grade_batch` (path in
+    ``$CNNLAB_SECURE_RESULTS``). For each cell with a ``grade_id`` the hardened run's entry is
+    looked up: what it printed becomes a ``stdout`` stream, an error becomes an ``error`` output
+    (``ExceptionType: message``, no traceback), so ``SaveAutoGrades`` gives a test cell its
+    points exactly when it passed in the trusted process. A student without a hardened result
+    (never graded) gets an error in every graded cell: nothing is ever scored unexecuted.
+    """
+
+    results_path = Unicode("", help="results.json of the hardened grader").tag(config=True)
+
+    def _results(self):
+        path = self.results_path or os.environ.get(SECURE_RESULTS_ENV, "")
+        if not path or not os.path.isfile(path):
+            return {}
+        with open(path) as fh:
+            return json.load(fh)
+
+    def preprocess(self, nb, resources):
+        meta = resources.get("nbgrader", {})
+        student, notebook = meta.get("student"), meta.get("notebook")
+        res = self._results().get(student, {}).get("notebooks", {}).get(f"{notebook}.ipynb")
+        entries = {c["id"]: c for c in (res or {}).get("cells", [])}
+        missing = "not graded by the hardened grader: " + "; ".join((res or {}).get("messages", [])[:3])
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            entry = entries.get(gid)
+            cell.outputs = []
+            cell.execution_count = None
+            if entry is None:
+                if utils.is_grade(cell):
+                    cell.outputs.append(new_output("error", ename="NotGraded", evalue=missing[:500],
+                                                   traceback=[f"NotGraded: {missing[:500]}"]))
+                continue
+            if entry.get("output"):
+                cell.outputs.append(new_output("stream", name="stdout", text=entry["output"]))
+            if entry.get("error"):
+                ename, _, evalue = str(entry["error"]).partition(": ")
+                cell.outputs.append(new_output("error", ename=ename, evalue=evalue, traceback=[entry["error"]]))
+        return nb, resources

@@ -1,12 +1,14 @@
-"""A simulated class, graded end to end by the real nbgrader through `autograder.grade`.
+"""A simulated class, graded end to end through `autograder.grade`: by plain nbgrader (the reference)
+and by the default hardened path, which must give exactly the same points, cell by cell.
 
-For every assignment a temporary copy of the course receives up to four submissions built from the
+For every assignment a temporary copy of the course receives up to five submissions built from the
 released notebook and the solution notebook:
 
 - ``full``    every solution cell filled in -> every autograded test cell gets its points;
 - ``blank``   the untouched release -> zero everywhere, and grading does not crash;
 - ``partial`` some solution cells filled in, one answered wrongly in a way only the hidden tests
               catch (see ``SCENARIOS``) -> exactly those test cells' points;
+- ``partial2`` other solution cells filled in, the rest left as released -> exactly those points;
 - ``broken``  full solution, plus an extra first cell that makes every later cell print a warning
               to stderr (like torch's warnings) and then raises, and (see ``SCENARIOS``) one
               solution cell replaced by a crash -> only the tests depending on the broken cell
@@ -114,6 +116,8 @@ SCENARIOS = {
                     "answer": {"output_size": WRONG_OUTPUT_SIZE},
                     "passing": ["test_conv_forward", "test_im2col_by_hand"],
                     "hidden_failure": "test_output_size"},
+        "partial2": {"fill": ["output_size", "conv_forward", "conv_backward", "param_count"],
+                     "passing": ["test_output_size", "test_conv_forward", "test_conv_backward", "test_param_count"]},
         "broken": {"cell": "conv_backward", "failing": ["test_conv_backward"]},
     },
     "02_pooling_batchnorm": {
@@ -121,6 +125,10 @@ SCENARIOS = {
                     "answer": {"max_pool_forward": WRONG_MAX_POOL_FORWARD},
                     "passing": ["test_avg_pool", "test_batchnorm_forward"],
                     "hidden_failure": "test_max_pool_forward"},
+        "partial2": {"fill": ["max_pool_forward", "max_pool_backward", "l2_pool", "batchnorm_forward",
+                              "batchnorm_backward"],
+                     "passing": ["test_max_pool_forward", "test_max_pool_backward", "test_l2_pool",
+                                 "test_batchnorm_forward", "test_batchnorm_backward"]},
         "broken": {"cell": "avg_pool", "failing": ["test_avg_pool"]},
     },
     "03_architecture_arithmetic": {
@@ -130,6 +138,8 @@ SCENARIOS = {
                     "passing": ["test_receptive_field", "test_stack_params", "test_layer_cost", "test_alexnet_table",
                                 "test_vgg_stages", "test_inception", "test_head", "test_score_map"],
                     "hidden_failure": "test_training_memory"},
+        "partial2": {"fill": ["receptive_field", "stack_params", "training_memory", "head"],
+                     "passing": ["test_receptive_field", "test_stack_params", "test_training_memory", "test_head"]},
         "broken": {"cell": "inception", "failing": ["test_inception"]},
     },
     "04_residual_networks": {
@@ -137,6 +147,8 @@ SCENARIOS = {
                     "answer": {"basic_block": WRONG_BASIC_BLOCK},
                     "passing": ["test_bottleneck", "test_zero_init", "test_grouped_conv"],
                     "hidden_failure": "test_basic_block"},
+        "partial2": {"fill": ["basic_block", "bottleneck", "resnet", "separable"],
+                     "passing": ["test_basic_block", "test_bottleneck", "test_resnet", "test_separable"]},
         "broken": {"cell": "separable", "failing": ["test_separable"]},
     },
     "05_training_transfer": {
@@ -144,6 +156,8 @@ SCENARIOS = {
                     "answer": {"train_one_epoch": WRONG_TRAIN_ONE_EPOCH},
                     "passing": ["test_topk", "test_freeze_head", "test_strategies"],
                     "hidden_failure": "test_train_one_epoch"},
+        "partial2": {"fill": ["train_one_epoch", "digits_cnn"],
+                     "passing": ["test_train_one_epoch", "test_digits_cnn"]},
         "broken": {"cell": "digits_cnn", "failing": ["test_digits_cnn"]},
     },
 }
@@ -227,21 +241,28 @@ def grade_class(root: Path, inbox: Path, assignment: str) -> dict:
         "blank": {t: 0.0 for t in tests},
         "broken": {t: 0.0 if t in broken["failing"] else points[t] for t in tests},
     }
-    if "partial" in spec:
-        p = spec["partial"]
-        students["partial"] = make_submission(release, source, fill=p["fill"], answers=p["answer"])
-        expected["partial"] = {t: points[t] if t in p["passing"] else 0.0 for t in tests}
+    for name in ("partial", "partial2"):
+        if name in spec:
+            p = spec[name]
+            students[name] = make_submission(release, source, fill=p["fill"], answers=p.get("answer"))
+            expected[name] = {t: points[t] if t in p["passing"] else 0.0 for t in tests}
     for student, nb in students.items():
         folder = inbox / student / assignment
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / nb_paths[0].name)
     collected = grade.collect(inbox, root)
-    grade.autograde(assignment, root=root)
+    # Plain nbgrader first (student code and tests in one kernel): the reference scores.
+    grade.autograde(assignment, root=root, unsafe=True)
+    plain = grade.scores(assignment, root)
+    noisy = nbformat.read(root / "autograder" / "autograded" / "broken" / assignment / nb_paths[0].name, as_version=4)
+    # Then the default, hardened path, which replaces them in the gradebook.
+    grade.autograde(assignment, root=root, workers=1)
     grade.feedback(assignment, root=root)
     with open(grade.export(root=root), newline="") as fh:
         rows = list(csv.DictReader(fh))
     return dict(root=root, collected=collected, rows=rows, expected=expected, points=points, tests=tests,
-                notebook=nb_paths[0].stem, source=source, scores=grade.scores(assignment, root))
+                notebook=nb_paths[0].stem, source=source, scores=grade.scores(assignment, root), plain=plain,
+                noisy=noisy)
 
 
 # One test per assignment (a module fixture shared by several tests would be rebuilt on every
@@ -258,11 +279,15 @@ def test_simulated_class(assignment, tmp_path, monkeypatch):
 
     assert sorted(g["collected"]) == sorted((s, assignment) for s in students)
 
+    plain = {s: {t: g["plain"][s][t] for t in g["tests"]} for s in students}
+    assert plain == g["expected"], "plain nbgrader's points differ from the expected ones"
     got = {s: {t: g["scores"][s][t] for t in g["tests"]} for s in students}
-    assert got == g["expected"], "autograded points differ from the expected ones"
+    assert got == plain, "the hardened grader (grade autograde) disagrees with plain nbgrader"
+    answer_cells = [gid for gid in g["points"] if gid not in g["tests"]]
+    for s in students:   # autograded answer cells and manual ones: the same in both
+        assert {a: g["scores"][s][a] for a in answer_cells} == {a: g["plain"][s][a] for a in answer_cells}, s
 
-    noisy = nbformat.read(root / "autograder" / "autograded" / "broken" / assignment / f"{g['notebook']}.ipynb",
-                          as_version=4)
+    noisy = g["noisy"]
     test_cells = [c for c in noisy.cells if _grade_id(c) in g["tests"] and g["expected"]["broken"][_grade_id(c)]]
     assert test_cells and all(any("harmless warning" in o.get("text", "") for o in c.outputs) for c in test_cells), \
         "the noise hook did not reach the test cells, so the stderr scenario proves nothing"

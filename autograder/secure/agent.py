@@ -21,6 +21,7 @@ What crosses (the rules are written out in autograder/README.md, "Crossing the b
   handle to an object that stays here (student-defined classes, functions, anything else).
 """
 import builtins
+import contextlib
 import hashlib
 import io
 import json
@@ -153,6 +154,21 @@ class _Unpickler(pickle.Unpickler):
         if kind != "h":
             raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
         return self._handles[hid]
+
+
+class _Capture(io.StringIO):
+    """What a cell prints (stdout and stderr), at most ``LIMIT`` characters."""
+
+    LIMIT = 20_000
+
+    def write(self, text):
+        if self.tell() < self.LIMIT:
+            super().write(str(text)[: self.LIMIT - self.tell()])
+        return len(text)
+
+    def text(self):
+        v = self.getvalue()
+        return v + ("\n[output truncated]" if len(v) >= self.LIMIT else "")
 
 
 class Agent:
@@ -463,12 +479,15 @@ class Agent:
             try:
                 if op == "exec":
                     before = {k: id(v) for k, v in self.ns.items()}
+                    out = _Capture()
                     try:
-                        self.run_cell(req["src"])
+                        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                            self.run_cell(req["src"])
                         reply = {"ok": True}
                     finally:
                         changed = [k for k, v in self.ns.items() if before.get(k) != id(v)]
                     reply["names"] = changed
+                    reply["out"] = out.text()
                 elif op == "get":
                     reply = {"ok": True, "value": self.enc(self.ns[req["name"]], out_blobs)}
                 elif op in ("call", "getitem"):

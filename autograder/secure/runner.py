@@ -10,6 +10,8 @@ a runner killed by the batch still leaves the points its finished cells earned.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import io
 import json
 import re
 import keyword
@@ -41,12 +43,31 @@ def _alarm(signum, frame):
     raise CellTimeout("time limit reached")
 
 
-def _run_source(src: str, ns: dict) -> None:
-    """Execute an instructor cell in the trusted namespace (IPython magics supported)."""
+class _Capture(io.StringIO):
+    """What a trusted cell prints, at most 20,000 characters (shown in the feedback)."""
+
+    def write(self, text):
+        if self.tell() < 20_000:
+            super().write(str(text)[: 20_000 - self.tell()])
+        return len(text)
+
+
+def _run_source(src: str, ns: dict) -> str:
+    """Execute an instructor cell in the trusted namespace (IPython magics supported); returns
+    what it printed."""
     if _MAGIC.search(src):
         src = _transform(src)
         ns.setdefault("get_ipython", lambda shim=_IPythonShim(ns): shim)
-    exec(compile(src, "<cell>", "exec"), ns)
+    out = _Capture()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            exec(compile(src, "<cell>", "exec"), ns)
+    finally:
+        _run_source.last_output = out.getvalue()
+    return out.getvalue()
+
+
+_run_source.last_output = ""
 
 
 def _error_text(exc: BaseException) -> str:
@@ -142,6 +163,8 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
                     entry["status"] = "empty"
                 try:
                     reply, _ = conn.request({"op": "exec", "src": step["src"]})
+                    if reply.get("out"):
+                        entry["output"] = str(reply["out"])[:20_100]
                     if not reply.get("ok"):
                         entry["status"] = "error"
                         entry["error"] = f"{str(reply.get('etype'))[:80]}: {str(reply.get('msg'))[:500]}"
@@ -179,6 +202,8 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
                     entry["status"], entry["error"] = "error", _error_text(exc)
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)
+                    if kind == "test" and _run_source.last_output:
+                        entry["output"] = _run_source.last_output
                 if kind == "instructor":
                     for k, v in ns.items():
                         if before.get(k) != id(v) and k not in student_names:
