@@ -2,7 +2,8 @@
 
 :func:`grade_batch` plans each (student, notebook) in this process (reading submissions
 read-only; malformed ones get a message and zero points without running anything), runs the
-plans in up to ``workers`` ``autograder.secure.runner`` processes, and then — in this process
+plans in up to ``workers`` trusted fork servers (``autograder.secure.runner --serve``: one
+fresh child per submission), and then — in this process
 only — writes the per-student reports (``report.json`` + ``report.md``), ``grades.csv``,
 ``results.json`` and, if asked, the nbgrader gradebook. Re-running a batch overwrites these
 with the same content (idempotent).
@@ -15,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +26,7 @@ import nbformat
 from . import notebook as nbplan
 from .sandbox import Limits, probe
 
-__all__ = ["grade_batch", "grade_one", "write_reports", "record_in_gradebook", "find_submissions"]
+__all__ = ["grade_batch", "grade_one", "RunnerServer", "write_reports", "record_in_gradebook", "find_submissions"]
 
 PKG_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +45,78 @@ def find_submissions(submissions: Path, assignment: str, student: str | None = N
     return out
 
 
+def _runner_env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(PKG_ROOT), MPLBACKEND="Agg", OMP_NUM_THREADS="1",
+                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+class RunnerServer:
+    """One trusted fork server (``python -m autograder.secure.runner --serve``): the libraries
+    are imported once, each job runs in a fresh forked child. Used by one thread at a time."""
+
+    def __init__(self):
+        self.proc = None
+
+    def _start(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "autograder.secure.runner", "--serve"],
+                                     cwd="/", env=_runner_env(), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+
+    def _reply(self, deadline: float):
+        import select
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+            return None
+        line = self.proc.stdout.readline()
+        return json.loads(line) if line else {}
+
+    def run(self, job_path: Path, log_path: Path, timeout: float) -> str | None:
+        """Run one job; returns an error text, or None when the runner exited normally."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        deadline = time.monotonic() + timeout
+        try:
+            self.proc.stdin.write(json.dumps([str(job_path), str(log_path)]) + "\n")
+            self.proc.stdin.flush()
+            started = self._reply(time.monotonic() + 120)   # the first job waits for the imports
+        except (OSError, ValueError):
+            started = {}
+        if not started:
+            self.close()
+            return "grader error: the runner could not be started"
+        done = self._reply(deadline)
+        if done is None:   # past the time limit: stop the child (the server then reports it)
+            try:
+                os.killpg(started["pid"], 9)
+            except OSError:
+                pass
+            self._reply(time.monotonic() + 30)
+            return "grader stopped: notebook time limit"
+        code = done.get("status") if done else None
+        if code == 0:
+            return None
+        try:
+            tail = log_path.read_text(errors="replace")[-600:]
+        except OSError:
+            tail = ""
+        if code is None:
+            self.close()
+        return f"grader error (exit {code}): {tail}"
+
+    def close(self):
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
 def _empty_result(plan_points: dict, messages: list[str], status: str) -> dict:
     return {"status": status, "scores": {g: 0.0 for g in plan_points}, "max_scores": dict(plan_points),
             "cells": [], "messages": messages, "isolation": [], "total": 0.0,
@@ -50,8 +124,10 @@ def _empty_result(plan_points: dict, messages: list[str], status: str) -> dict:
 
 
 def grade_one(source_path: Path, folder: Path, *, release_path: Path | None = None, limits: Limits | None = None,
-              student_files=(), trusted_files=(), hide=(), tmp: Path | None = None) -> dict:
-    """Grade one submission folder against one source notebook (in a runner subprocess)."""
+              student_files=(), trusted_files=(), hide=(), tmp: Path | None = None,
+              server: "RunnerServer | None" = None) -> dict:
+    """Grade one submission folder against one source notebook: in a child of ``server`` (a
+    :class:`RunnerServer`), else in a new runner subprocess."""
     limits = limits or Limits()
     source_nb = nbformat.read(str(source_path), as_version=4)
     release_nb = nbformat.read(str(release_path), as_version=4) if release_path and Path(release_path).is_file() else None
@@ -72,17 +148,18 @@ def grade_one(source_path: Path, folder: Path, *, release_path: Path | None = No
                                         "student_files": [str(p) for p in student_files],
                                         "trusted_files": [str(p) for p in trusted_files],
                                         "hide": [str(p) for p in hide]}))
-        env = dict(os.environ, PYTHONPATH=str(PKG_ROOT), MPLBACKEND="Agg", OMP_NUM_THREADS="1",
-                   OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         err = None
-        try:
-            proc = subprocess.run([sys.executable, "-m", "autograder.secure.runner", str(job_path)],
-                                  cwd=jd, env=env, capture_output=True, text=True,
-                                  timeout=limits.notebook_timeout + 60)
-            if proc.returncode != 0:
-                err = f"grader error (exit {proc.returncode}): {proc.stderr[-600:]}"
-        except subprocess.TimeoutExpired:
-            err = "grader stopped: notebook time limit"
+        if server is None:
+            try:
+                proc = subprocess.run([sys.executable, "-m", "autograder.secure.runner", str(job_path)],
+                                      cwd=jd, env=_runner_env(), capture_output=True, text=True,
+                                      timeout=limits.notebook_timeout + 60)
+                if proc.returncode != 0:
+                    err = f"grader error (exit {proc.returncode}): {proc.stderr[-600:]}"
+            except subprocess.TimeoutExpired:
+                err = "grader stopped: notebook time limit"
+        else:
+            err = server.run(job_path, Path(jd) / "runner.log", limits.notebook_timeout + 60)
         try:
             result = json.loads(res_path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -129,15 +206,24 @@ def grade_batch(assignment: str, root=None, submissions=None, workers: int | Non
     hide = sorted({root / "solutions", root / "autograder", root / "tests", submissions, out})
     jobs = [(s, src) for s in folders for src in sources]
 
+    local, servers = threading.local(), []
+
     def run(job):
         s, src = job
+        if not hasattr(local, "server"):
+            local.server = RunnerServer()
+            servers.append(local.server)
         return grade_one(src, folders[s], release_path=rel_dir / src.name, limits=limits,
                          student_files=_assignment_files(rel_dir), trusted_files=_assignment_files(src_dir),
-                         hide=hide)
+                         hide=hide, server=local.server)
 
     t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        per_job = list(pool.map(run, jobs))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            per_job = list(pool.map(run, jobs))
+    finally:
+        for server in servers:
+            server.close()
     results: dict = {}
     for (s, src), r in zip(jobs, per_job):
         agg = results.setdefault(s, {"student": s, "assignment": assignment, "scores": {}, "max_scores": {},

@@ -1,7 +1,10 @@
 """The TRUSTED runner: grades one submission from its plan. Never executes student code.
 
-``python -m autograder.secure.runner JOB.json`` (started by :mod:`autograder.secure.batch`, one
-process per submission). It starts the student's process (:mod:`.sandbox`), sends it the student's
+``python -m autograder.secure.runner JOB.json`` grades one job; ``python -m
+autograder.secure.runner --serve`` is the fork server :mod:`autograder.secure.batch` keeps per
+worker: it imports the heavy libraries the instructor's cells use once (numpy, torch,
+matplotlib, cnnlab) and forks one fresh child per submission, so no state passes from one
+submission to the next and no submission pays the imports again. It starts the student's process (:mod:`.sandbox`), sends it the student's
 cells, and runs the instructor's test cells *here*, in a namespace where every name the student
 defined is plain data or a :class:`~.wire.RemoteObject`. A test cell earns its points iff it
 runs here without an exception. The result is rewritten to ``JOB["result"]`` after every cell, so
@@ -29,7 +32,11 @@ from . import deps, sandbox, wire
 from .agent import _IPythonShim, _transform
 
 _MAGIC = re.compile(r"^\s*[%!]|\?\s*$", re.M)
-__all__ = ["run_plan", "main"]
+__all__ = ["run_plan", "main", "serve"]
+
+# Imported once by the fork server (trusted libraries only; a missing one is simply skipped).
+PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "matplotlib", "matplotlib.pyplot",
+           "cnnlab", "cnnlab.layers", "cnnlab.gradcheck", "cnnlab.models", "cnnlab.analysis")
 
 _SIGNALS = {9: "killed (SIGKILL)", 11: "crashed (segmentation fault)", 6: "aborted",
             24: "CPU time limit (SIGXCPU)", 25: "file size limit (SIGXFSZ)", 7: "bus error"}
@@ -257,5 +264,50 @@ def _copy(src: Path, dest_dir: Path) -> None:
         shutil.copy2(src, dest_dir / src.name)
 
 
+def serve(rfd: int = 0, wfd: int = 1) -> int:
+    """Fork server: read one JSON line ``[job_path, log_path]`` per job from ``rfd``; fork a child
+    that runs :func:`main` on it with stdout/stderr in ``log_path``; answer ``{"pid": PID}`` at
+    once and ``{"pid": PID, "status": EXIT}`` when it ends (EXIT < 0: killed by that signal)."""
+    import importlib
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001  (not installed here: the child imports what it needs)
+            pass
+    inp = os.fdopen(rfd, "r", encoding="utf-8", closefd=False)
+    out = os.fdopen(wfd, "w", encoding="utf-8", closefd=False)
+    for line in inp:
+        job_path, log_path = json.loads(line)
+        pid = os.fork()
+        if pid == 0:   # the child: one submission, then exit without running the server's cleanup
+            code = 1
+            try:
+                fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.close(fd)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.close(null)
+                for f in {rfd, wfd} - {0, 1, 2}:
+                    os.close(f)
+                os.setpgid(0, 0)
+                code = main([job_path])
+            except BaseException:  # noqa: BLE001
+                import traceback
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        out.write(json.dumps({"pid": pid}) + "\n")
+        out.flush()
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        out.write(json.dumps({"pid": pid, "status": code}) + "\n")
+        out.flush()
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve() if sys.argv[1:] == ["--serve"] else main())

@@ -1,12 +1,23 @@
 """The TRUSTED side of the pipe to a student's process: framing, strict decoding, proxies.
 
-Everything read from the student's process is validated here and turned into plain data —
-``None``/bool/int/float/complex/str/bytes, numpy arrays and scalars of numeric, bool or string
-dtypes (``np.load(allow_pickle=False)``), torch tensors (rebuilt from such arrays), and tuples,
-lists, dicts and slices of those — or into a :class:`RemoteObject` handle that forwards calls,
-attribute access, indexing, ``len`` and iteration. Nothing is ever unpickled, and a handle
-never lends its truth value, equality or hash to the trusted side: a student object whose
-``__eq__`` always returns True compares equal only to itself here.
+The crossing rule (autograder/README.md, "Crossing the boundary"):
+
+- trusted -> student: call arguments travel as ONE pickle made here (:func:`encode_call`), so
+  library objects (torch/cnnlab models, optimizers, dicts of arrays...) arrive by value; the
+  student's own objects go back as handles (persistent ids).
+- student -> trusted: nothing is ever unpickled. Every reply value is parsed by :func:`decode`
+  into plain data — ``None``/bool/int/float/complex/str/bytes, numpy arrays and scalars of
+  numeric, bool or string dtypes (``np.load(allow_pickle=False)``), torch tensors of any dtype
+  and exact shape, ``torch.Size``/``dtype``/``device``, tuples, lists, dicts, OrderedDicts and
+  slices of those — into a library ``nn.Module`` rebuilt from its description
+  (:func:`build_module`; the class must already be imported here, :func:`library_class`), into
+  a ``ref`` to an object the trusted side passed in this call, or into a :class:`RemoteObject`
+  handle that forwards calls, attribute access, indexing, ``len`` and iteration.
+- in-place changes: after a call the agent sends the new state of each mutable argument that
+  changed; :func:`_apply_state` re-applies it to the caller's own objects (identity preserved).
+
+A handle never lends its truth value, equality or hash to the trusted side: a student object
+whose ``__eq__`` always returns True compares equal only to itself here.
 """
 from __future__ import annotations
 
