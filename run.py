@@ -5,7 +5,8 @@ Needs only python3. The first call creates a virtual environment in ``.venv/`` a
 ``cnnlab`` with its development extras (``pip install -e .[dev]``); later calls reuse it and
 reinstall only when ``pyproject.toml`` changed.
 
-    python3 run.py lab            # JupyterLab on assignments/
+    python3 run.py lab            # JupyterLab on assignments/, as students get it (student edition of cnnlab)
+    python3 run.py lab --instructor   # the whole course with the full library
     python3 run.py test [ARGS]    # the whole test suite (pytest ARGS are passed through)
     python3 run.py bench [ARGS]   # the benchmarks (see benchmarks/README.md)
     python3 run.py python [ARGS]  # the environment's python, e.g. to run a script
@@ -78,8 +79,14 @@ def main(argv: list[str]) -> int:
         return 0
     if cmd == "lab":
         env.pop("MPLBACKEND")
-        return subprocess.call([str(PY), "-m", "jupyter", "lab", f"--notebook-dir={ROOT / 'assignments'}",
-                                *args], cwd=ROOT, env=env)
+        if "--instructor" in args:   # the instructor's preview: the whole course, the full library
+            args = [a for a in args if a != "--instructor"]
+            folder = ROOT
+        else:   # as students get it: the release, and the student edition of cnnlab first on sys.path
+            folder = ROOT / "assignments"
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder / "library"), env.get("PYTHONPATH")]))
+        return subprocess.call([str(PY), "-m", "jupyter", "lab", f"--notebook-dir={folder}", *args],
+                               cwd=ROOT, env=env)
     if cmd == "test":
         # Tests run in parallel workers: one BLAS/OpenMP thread each avoids oversubscription
         # (tiny matrix products are ~30x slower with contended OpenBLAS threads).

@@ -1,6 +1,9 @@
 """``python -m autograder COMMAND`` (``python3 run.py grade COMMAND``): the instructor workflow.
 
-    release [ASSIGNMENT]               regenerate assignments/ from solutions/ (all or one)
+    release [ASSIGNMENT]               regenerate assignments/ from solutions/ (all or one) and
+                                       the student edition of cnnlab (assignments/library/)
+    publish ASSIGNMENT                 publish an assignment's answers (after its deadline): later
+                                       student editions include its library code
     collect PATH                       copy PATH (folder or zip, <student>/<assignment>/*.ipynb)
                                        into autograder/submitted/
     autograde ASSIGNMENT [--student S] [--workers N] [--unsafe]
@@ -35,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("release", parents=[common], help="regenerate assignments/ from solutions/")
     s.add_argument("assignment", nargs="?")
+    s = sub.add_parser("publish", parents=[common], help="publish an assignment's answers in the student edition")
+    s.add_argument("assignment")
     s = sub.add_parser("collect", parents=[common], help="copy submissions into autograder/submitted/")
     s.add_argument("path")
     s = sub.add_parser("feedback", parents=[common])
@@ -70,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "release":
             for name in grade.release(a.assignment, a.root, a.db):
                 print(f"released {name} -> assignments/{name}/")
+            print("student edition of cnnlab -> assignments/library/ (see assignments/library/WITHHELD.json)")
+        elif a.command == "publish":
+            names = grade.edition.publish(a.assignment, a.root)
+            manifest = grade.edition.build(a.root)
+            print(f"published: {', '.join(names)}; student edition rebuilt, {len(manifest['withheld'])} answers withheld")
         elif a.command == "collect":
             for student, assignment in grade.collect(a.path, a.root):
                 print(f"collected {student}/{assignment}")

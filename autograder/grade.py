@@ -17,6 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from . import edition
 from .course import DB_ENV, DIRECTORIES, assignment_ids, db_url, default_root
 
 __all__ = ["nbgrader", "release", "collect", "autograde", "autograde_secure", "feedback", "export",
@@ -63,13 +64,17 @@ def release(assignment: str | None = None, root=None, db: str | None = None) -> 
     """Regenerate ``assignments/<a>/`` from ``solutions/<a>/`` (all assignments if None).
 
     Runs ``nbgrader generate_assignment <a> --force``: solutions become stubs, hidden tests and
-    outputs are removed, checksums are added, and the cells are recorded in the gradebook.
+    outputs are removed, checksums are added, and the cells are recorded in the gradebook. Then
+    the student edition of the library is rebuilt (:func:`autograder.edition.build`:
+    ``assignments/library/``, every unpublished answer withheld) when the course has ``lib/cnnlab``.
     Returns the assignment names released.
     """
     root = _root(root)
     names = [_check_assignment(root, assignment)] if assignment else assignment_ids(root)
     for name in names:
         nbgrader(["generate_assignment", name, "--force"], root, db)
+    if (root / "lib" / "cnnlab").is_dir():
+        edition.build(root)
     return names
 
 

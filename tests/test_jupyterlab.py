@@ -22,6 +22,8 @@ from pathlib import Path
 import nbgrader
 import pytest
 
+from autograder import course
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -75,7 +77,7 @@ def running_lab(home: Path):
 def test_lab_serves_assignments_with_nbgrader(tmp_path):
     # One test, one server (a shared fixture would start a server on every xdist worker).
     with running_lab(tmp_path) as (base, token):
-        released = sorted(p.name for p in (ROOT / "assignments").iterdir() if p.is_dir())
+        released = course.assignment_ids(ROOT)
         status, body = _get(f"{base}/api/contents", token)
         assert status == 200
         assert released and set(released) <= {item["name"] for item in json.loads(body)["content"]}

@@ -540,6 +540,8 @@ def main():
     # Student code must not find our pipes on the usual streams, nor the working directory first
     # on sys.path (``python -I`` already leaves it out; make sure).
     sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
+    if len(sys.argv) > 3:   # the student edition of the course library comes first
+        sys.path.insert(0, sys.argv[3])
     Agent().serve(rfd, wfd)
     os._exit(0)
 

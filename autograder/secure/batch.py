@@ -45,6 +45,37 @@ def find_submissions(submissions: Path, assignment: str, student: str | None = N
     return out
 
 
+def student_library(root: Path) -> tuple[Path, set[str]]:
+    """The student edition of cnnlab that graded code imports (``assignments/library`` of the
+    course, else of this repository) and its withheld classes as ``module:qualname``."""
+    from ..edition import EDITION_DIR
+    for base in (Path(root), PKG_ROOT):
+        lib = base / EDITION_DIR
+        if (lib / "cnnlab" / "__init__.py").is_file():
+            try:
+                manifest = json.loads((lib / "WITHHELD.json").read_text())
+                withheld = {f"{w['module']}:{w['name']}" for w in manifest["withheld"]}
+            except (OSError, ValueError, KeyError, TypeError):
+                raise ValueError(f"{lib / 'WITHHELD.json'} is missing or malformed: "
+                                 "run `python3 run.py grade release`") from None
+            return lib, withheld
+    raise ValueError(f"no student edition of cnnlab in {Path(root) / EDITION_DIR}: run `python3 run.py grade release`")
+
+
+def _full_library_dirs(root: Path) -> set[Path]:
+    """Where the full library lives (hidden from student code): the course's and this repository's
+    ``lib/``, and wherever ``cnnlab`` is installed from."""
+    dirs = {Path(root) / "lib", PKG_ROOT / "lib"}
+    try:
+        import cnnlab
+        pkg = Path(cnnlab.__file__).resolve().parent
+        # an installed copy in site-packages: hide the package itself, not site-packages
+        dirs.add(pkg if pkg.parent.name in ("site-packages", "dist-packages") else pkg.parent)
+    except ImportError:
+        pass
+    return {d for d in dirs if d.is_dir()}
+
+
 def _runner_env() -> dict:
     return dict(os.environ, PYTHONPATH=str(PKG_ROOT), MPLBACKEND="Agg", OMP_NUM_THREADS="1",
                 OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -125,9 +156,11 @@ def _empty_result(plan_points: dict, messages: list[str], status: str) -> dict:
 
 def grade_one(source_path: Path, folder: Path, *, release_path: Path | None = None, limits: Limits | None = None,
               student_files=(), trusted_files=(), hide=(), tmp: Path | None = None,
-              server: "RunnerServer | None" = None) -> dict:
+              server: "RunnerServer | None" = None, library: Path | None = None, withheld=()) -> dict:
     """Grade one submission folder against one source notebook: in a child of ``server`` (a
-    :class:`RunnerServer`), else in a new runner subprocess."""
+    :class:`RunnerServer`), else in a new runner subprocess. ``library``: the student edition
+    the student's code imports ``cnnlab`` from; ``withheld``: its withheld classes
+    (``module:qualname``)."""
     limits = limits or Limits()
     source_nb = nbformat.read(str(source_path), as_version=4)
     release_nb = nbformat.read(str(release_path), as_version=4) if release_path and Path(release_path).is_file() else None
@@ -147,7 +180,9 @@ def grade_one(source_path: Path, folder: Path, *, release_path: Path | None = No
         job_path.write_text(json.dumps({"plan": plan, "limits": limits.as_dict(), "result": str(res_path),
                                         "student_files": [str(p) for p in student_files],
                                         "trusted_files": [str(p) for p in trusted_files],
-                                        "hide": [str(p) for p in hide]}))
+                                        "hide": [str(p) for p in hide],
+                                        "library": str(library) if library else None,
+                                        "withheld": sorted(withheld)}))
         err = None
         if server is None:
             try:
@@ -203,7 +238,9 @@ def grade_batch(assignment: str, root=None, submissions=None, workers: int | Non
     out = Path(out).resolve() if out else root / "autograder" / "secure_graded" / assignment
     workers = max(1, int(workers or os.cpu_count() or 1))
     folders = find_submissions(submissions, assignment, student)
-    hide = sorted({root / "solutions", root / "autograder", root / "tests", submissions, out})
+    library, withheld = student_library(root)
+    hide = sorted({root / "solutions", root / "autograder", root / "tests", submissions, out,
+                   *_full_library_dirs(root)})
     jobs = [(s, src) for s in folders for src in sources]
 
     local, servers = threading.local(), []
@@ -215,7 +252,7 @@ def grade_batch(assignment: str, root=None, submissions=None, workers: int | Non
             servers.append(local.server)
         return grade_one(src, folders[s], release_path=rel_dir / src.name, limits=limits,
                          student_files=_assignment_files(rel_dir), trusted_files=_assignment_files(src_dir),
-                         hide=hide, server=local.server)
+                         hide=hide, server=local.server, library=library, withheld=withheld)
 
     t0 = time.monotonic()
     try:

@@ -81,7 +81,8 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:500]}"
 
 
-def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path], write=None) -> dict:
+def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path], write=None,
+             library: Path | None = None) -> dict:
     """Grade one plan; ``write(result)`` is called after every cell. Returns the result dict:
     ``scores`` (grade_id -> points earned, None for manual cells), ``max_scores``, ``cells``
     (per-step status), ``messages``, ``isolation`` (layers active)."""
@@ -93,7 +94,7 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
             result["scores"][step["id"]] = None if step["kind"] == "manual" else 0.0
     write(result)
     log = workdir.parent / (workdir.name + ".log")
-    agent = sandbox.start_agent(workdir, limits, hide, log)
+    agent = sandbox.start_agent(workdir, limits, hide, log, library=library)
     result["isolation"] = agent.layers
     notebook_deadline = time.monotonic() + limits.notebook_timeout
     cell_deadline = [notebook_deadline]
@@ -250,7 +251,9 @@ def main(argv=None) -> int:
         os.chdir(trusted)
         sys.path[:] = [p for p in sys.path if p not in ("", ".")]
         limits = sandbox.Limits(**job.get("limits", {}))
-        run_plan(job["plan"], limits, workdir, [Path(p) for p in job.get("hide", [])], write)
+        wire.WITHHELD = frozenset(job.get("withheld", []))
+        run_plan(job["plan"], limits, workdir, [Path(p) for p in job.get("hide", [])], write,
+                 library=Path(job["library"]) if job.get("library") else None)
     finally:
         os.chdir("/")
         shutil.rmtree(base, ignore_errors=True)

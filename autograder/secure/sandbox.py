@@ -149,10 +149,11 @@ class AgentProcess:
 
 
 def start_agent(workdir: Path, limits: Limits, hide: list[Path], log_path: Path,
-                python: str | None = None) -> AgentProcess:
+                python: str | None = None, library: Path | None = None) -> AgentProcess:
     """Start the untrusted agent in ``workdir`` with ``limits``; ``hide`` are folders the student
     must not see (hidden under an empty tmpfs when namespaces work). stdout/stderr go to
-    ``log_path`` (bounded by ``RLIMIT_FSIZE``)."""
+    ``log_path`` (bounded by ``RLIMIT_FSIZE``). ``library``: a folder put first on the student's
+    ``sys.path`` (the student edition of cnnlab, ``assignments/library``)."""
     caps = probe()
     python = python or sys.executable
     req_r, req_w = os.pipe()
@@ -163,6 +164,9 @@ def start_agent(workdir: Path, limits: Limits, hide: list[Path], log_path: Path,
            "PYTHONHASHSEED": "0"}
     layers = ["process", "fresh-dir", "python -I", "rlimits"]
     py_cmd = [python, "-I", "-c", AGENT_SOURCE, str(req_r), str(rep_w)]
+    if library is not None:
+        py_cmd.append(str(Path(library).resolve()))
+        layers.append("student-edition")
     cgroup = None
     if caps["cgroup"]:
         cgroup = Path(caps["cgroup"]) / f"cnnlab-{uuid.uuid4().hex[:12]}"

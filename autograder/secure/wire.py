@@ -147,6 +147,12 @@ _MODULE_INTERNAL = frozenset(("_parameters", "_buffers", "_modules", "_non_persi
                               "_load_state_dict_post_hooks"))
 _LIBRARY = ("torch", "cnnlab")
 
+#: ``module:qualname`` of the library classes withheld from the student edition (an exercise's
+#: answer, see autograder/edition.py), set by the runner. The student's process only has stubs of
+#: them, so a description naming one is never rebuilt here as the real class: that would hand
+#: the library's answer to student code.
+WITHHELD: frozenset = frozenset()
+
 
 def _torch():
     import torch
@@ -173,6 +179,9 @@ def library_class(path: str, base=None):
         raise ProtocolError(f"class {path!r} not found")
     if base is not None and not issubclass(obj, base):
         raise ProtocolError(f"class {path!r} is not a {base.__name__}")
+    if path in WITHHELD:
+        raise ProtocolError(f"class {path!r} is withheld from the student edition (an exercise's answer): "
+                            f"an object of it made by student code is not graded as the library's class")
     return obj
 
 

@@ -97,6 +97,7 @@ def _check(x, gamma, beta, bn_param, layer):
     return mode, float(eps), float(momentum), running[0], running[1]
 
 
+# BEGIN ANSWER 02_pooling_batchnorm batchnorm_forward
 def _forward(x, gamma, beta, bn_param, axes, layer):
     """Shared forward pass; statistics over ``axes`` ((0,) or (0, 2, 3))."""
     mode, eps, momentum, running_mean, running_var = _check(x, gamma, beta, bn_param, layer)
@@ -133,14 +134,17 @@ def _forward(x, gamma, beta, bn_param, axes, layer):
         bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
         cache = ("test", axes, x.dtype, gamma.dtype, beta.dtype, xhat, None, g, None, None, inv_std, eps)
     return out, cache
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm batchnorm_forward
 def _sum_of_products(a, b):
     """Per-feature sum of a * b over every axis but 1, without a temporary of x's size."""
     if a.ndim == 2:
         return np.einsum("nd,nd->d", a, b)
     N, C = a.shape[:2]
     return np.einsum("ncl,ncl->c", a.reshape(N, C, -1), b.reshape(N, C, -1))
+# END ANSWER
 
 
 def _check_dout(dout, cache):
@@ -151,6 +155,7 @@ def _check_dout(dout, cache):
     return dout.astype(ref.dtype, copy=False)
 
 
+# BEGIN ANSWER 02_pooling_batchnorm batchnorm_backward
 def _backward_test(dout, cache):
     """Backward pass in test mode: out is an affine function of x."""
     _, axes, xdt, gdt, bdt, xhat, _, g, _, _, inv_std, _ = cache
@@ -159,8 +164,10 @@ def _backward_test(dout, cache):
     dgamma = _sum_of_products(dout, xhat)
     dx = dout * (g * inv_std).reshape(bshape)
     return dx, dgamma.astype(gdt, copy=False), dbeta.astype(bdt, copy=False)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm batchnorm_backward_alt
 def _backward_alt(dout, cache):
     """Closed-form backward pass over any axes (see :func:`batchnorm_backward_alt`)."""
     _, axes, xdt, gdt, bdt, _, xmu, g, _, _, inv_std, _ = cache
@@ -175,8 +182,10 @@ def _backward_alt(dout, cache):
     dx -= (dbeta / m).reshape(bshape)
     dx *= (g * inv_std).reshape(bshape)
     return dx, dgamma.astype(gdt, copy=False), dbeta.astype(bdt, copy=False)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm batchnorm_forward
 def batchnorm_forward(x, gamma, beta, bn_param):
     """Forward pass of batch normalization for fully connected layers.
 
@@ -209,8 +218,10 @@ def batchnorm_forward(x, gamma, beta, bn_param):
             "use spatial_batchnorm_forward for (N, C, H, W)"
         )
     return _forward(x, gamma, beta, bn_param, (0,), "batchnorm")
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm batchnorm_backward
 def batchnorm_backward(dout, cache):
     """Backward pass of batch normalization, step by step through the computational graph.
 
@@ -266,8 +277,10 @@ def batchnorm_backward(dout, cache):
     dx2 = np.broadcast_to(dmu / m, xmu.shape)
     dx = dx1 + dx2
     return dx, dgamma.astype(gdt, copy=False), dbeta.astype(bdt, copy=False)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm batchnorm_backward_alt
 def batchnorm_backward_alt(dout, cache):
     """Backward pass of batch normalization in simplified closed form.
 
@@ -294,8 +307,10 @@ def batchnorm_backward_alt(dout, cache):
     if cache[0] == "test":
         return _backward_test(dout, cache)
     return _backward_alt(dout, cache)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm spatial_batchnorm
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """Forward pass of spatial batch normalization (``torch.nn.BatchNorm2d``).
 
@@ -317,8 +332,10 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """
     check_4d("x", x)
     return _forward(x, gamma, beta, bn_param, (0, 2, 3), "spatial batchnorm")
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm spatial_batchnorm
 def spatial_batchnorm_backward(dout, cache):
     """Backward pass of spatial batch normalization (the closed form of
     :func:`batchnorm_backward_alt` with sums over N, H and W).
@@ -336,3 +353,4 @@ def spatial_batchnorm_backward(dout, cache):
     if cache[0] == "test":
         return _backward_test(dout, cache)
     return _backward_alt(dout, cache)
+# END ANSWER

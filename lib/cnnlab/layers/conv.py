@@ -140,6 +140,7 @@ def _check_dout(dout, g: _Geometry) -> None:
 # Naive version: explicit loops, one output number at a time
 # --------------------------------------------------------------------------------------------
 
+# BEGIN ANSWER 01_convolution conv_forward
 def conv_forward_naive(x, w, b, conv_param):
     """Forward pass of a convolutional layer, written with explicit loops.
 
@@ -173,8 +174,10 @@ def conv_forward_naive(x, w, b, conv_param):
                                 j * S:j * S + span_w:D]          # (C/groups, HH, WW)
                     out[n, f, i, j] = np.sum(window * w[f]) + b[f]
     return out, (x, w, b, conv_param)
+# END ANSWER
 
 
+# BEGIN ANSWER 01_convolution conv_backward
 def conv_backward_naive(dout, cache):
     """Backward pass of :func:`conv_forward_naive`, written with explicit loops.
 
@@ -212,6 +215,7 @@ def conv_backward_naive(dout, cache):
                     db[f] += d
     dx = dxp[:, :, P:P + g.H, P:P + g.W]
     return np.ascontiguousarray(dx), dw.astype(w.dtype, copy=False), db.astype(b.dtype, copy=False)
+# END ANSWER
 
 
 # --------------------------------------------------------------------------------------------

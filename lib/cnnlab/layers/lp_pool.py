@@ -55,6 +55,7 @@ def _geometry(x, pool_param):
     return N, C, H, W, ph, pw, stride, Ho, Wo
 
 
+# BEGIN ANSWER 02_pooling_batchnorm l2_pool
 def l2_pool_forward(x, pool_param):
     """Forward pass of L2-norm pooling.
 
@@ -78,8 +79,10 @@ def l2_pool_forward(x, pool_param):
     cols = im2col(x.reshape(N * C, 1, H, W), ph, pw, stride, 0)    # (ph*pw, N*C*Ho*Wo)
     out = np.sqrt(np.einsum("kp,kp->p", cols, cols)).reshape(N, C, Ho, Wo)
     return out, (x.shape, cols, out, dict(pool_param))
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm l2_pool
 def l2_pool_backward(dout, cache):
     """Backward pass of L2-norm pooling.
 
@@ -109,3 +112,4 @@ def l2_pool_backward(dout, cache):
     dx = col2im(dcols, (N * C, 1, H, W), pool_param["pool_height"], pool_param["pool_width"],
                 pool_param["stride"], 0)
     return dx.reshape(x_shape)
+# END ANSWER

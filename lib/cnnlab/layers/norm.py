@@ -84,6 +84,7 @@ def _check_affine(x, gamma, beta, layer):
                              f"{'feature' if what == 'D' else 'channel'}) for x of shape {x.shape}, got {got}")
 
 
+# BEGIN ANSWER 02_pooling_batchnorm layernorm_groupnorm
 def _forward(x, gamma, beta, G, eps):
     """Normalize x (N, C, ...) over groups: x viewed as (N, G, M); returns out, cache."""
     dt = x.dtype
@@ -98,8 +99,10 @@ def _forward(x, gamma, beta, G, eps):
     g = gamma.astype(dt, copy=False).reshape(bshape)
     out = xhat * g + beta.astype(dt, copy=False).reshape(bshape)
     return out, (xhat, inv_std, g, G, gamma.dtype, beta.dtype)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm layernorm_groupnorm
 def _backward(dout, cache, layer):
     xhat, inv_std, g, G, gdt, bdt = cache
     if not isinstance(dout, np.ndarray) or dout.shape != xhat.shape:
@@ -116,8 +119,10 @@ def _backward(dout, cache, layer):
     dx = inv_std * (dxhat - dxhat.mean(axis=2, keepdims=True)
                     - xh * np.mean(dxhat * xh, axis=2, keepdims=True))
     return dx.reshape(xhat.shape), dgamma.astype(gdt, copy=False), dbeta.astype(bdt, copy=False)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm layernorm_groupnorm
 def layernorm_forward(x, gamma, beta, ln_param=None):
     """Forward pass of layer normalization: each sample normalized over all its features.
 
@@ -141,8 +146,10 @@ def layernorm_forward(x, gamma, beta, ln_param=None):
     eps = _eps(ln_param, "ln_param", "layernorm")
     _check_affine(x, gamma, beta, "layernorm")
     return _forward(x, gamma, beta, 1, eps)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm layernorm_groupnorm
 def layernorm_backward(dout, cache):
     """Backward pass of layer normalization.
 
@@ -155,8 +162,10 @@ def layernorm_backward(dout, cache):
         dgamma, dbeta: shape of ``gamma`` ((D,) or (C,)), dtypes of ``gamma``/``beta``.
     """
     return _backward(dout, cache, "layernorm")
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm layernorm_groupnorm
 def groupnorm_forward(x, gamma, beta, G, gn_param=None):
     """Forward pass of group normalization (``torch.nn.functional.group_norm``).
 
@@ -186,8 +195,10 @@ def groupnorm_forward(x, gamma, beta, G, gn_param=None):
     eps = _eps(gn_param, "gn_param", "groupnorm")
     _check_affine(x, gamma, beta, "groupnorm")
     return _forward(x, gamma, beta, G, eps)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm layernorm_groupnorm
 def groupnorm_backward(dout, cache):
     """Backward pass of group normalization.
 
@@ -200,6 +211,7 @@ def groupnorm_backward(dout, cache):
         dgamma, dbeta: shape (C,), dtypes of ``gamma``/``beta``.
     """
     return _backward(dout, cache, "groupnorm")
+# END ANSWER
 
 
 # ---------------------------------------------------------------------------------------------

@@ -134,6 +134,7 @@ def _taps(a, path, ph, pw, stride, Ho, Wo):
 # Max pooling
 # ----------------------------------------------------------------------------------------------
 
+# BEGIN ANSWER 02_pooling_batchnorm max_pool_forward
 def max_pool_forward_naive(x, pool_param):
     """Naive forward pass of max pooling (a loop over output positions).
 
@@ -158,8 +159,10 @@ def max_pool_forward_naive(x, pool_param):
         for j in range(Wo):
             out[:, :, i, j] = xp[:, :, i * s:i * s + ph, j * s:j * s + pw].max(axis=(2, 3))
     return out, (x, pool_param)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm max_pool_backward
 def max_pool_backward_naive(dout, cache):
     """Naive backward pass of max pooling.
 
@@ -186,6 +189,7 @@ def max_pool_backward_naive(dout, cache):
             np.put_along_axis(dwindow, first[:, :, None], dout[:, :, i, j][:, :, None], axis=2)
             dxp[:, :, i * s:i * s + ph, j * s:j * s + pw] += dwindow.reshape(N, C, ph, pw)
     return dxp[:, :, pad:pad + H, pad:pad + W].copy() if pad else dxp
+# END ANSWER
 
 
 def max_pool_forward_fast(x, pool_param):
@@ -277,6 +281,7 @@ def max_pool_backward_fast(dout, cache):
 # Average pooling
 # ----------------------------------------------------------------------------------------------
 
+# BEGIN ANSWER 02_pooling_batchnorm avg_pool
 def avg_pool_forward_naive(x, pool_param):
     """Naive forward pass of average pooling (a loop over output positions).
 
@@ -301,8 +306,10 @@ def avg_pool_forward_naive(x, pool_param):
         for j in range(Wo):
             out[:, :, i, j] = xp[:, :, i * s:i * s + ph, j * s:j * s + pw].mean(axis=(2, 3))
     return out, (x, pool_param)
+# END ANSWER
 
 
+# BEGIN ANSWER 02_pooling_batchnorm avg_pool
 def avg_pool_backward_naive(dout, cache):
     """Naive backward pass of average pooling: each output spreads ``dout / (ph * pw)`` over its window.
 
@@ -322,6 +329,7 @@ def avg_pool_backward_naive(dout, cache):
         for j in range(Wo):
             dxp[:, :, i * s:i * s + ph, j * s:j * s + pw] += share[:, :, i, j][:, :, None, None]
     return dxp[:, :, pad:pad + H, pad:pad + W].copy() if pad else dxp
+# END ANSWER
 
 
 def avg_pool_forward_fast(x, pool_param):

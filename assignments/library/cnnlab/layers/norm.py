@@ -1,0 +1,229 @@
+"""Layer normalization and group normalization, and why they behave the same in train and test.
+
+Batch normalization (:mod:`cnnlab.layers.batchnorm`) averages over the *batch*: in training the
+statistics of the current minibatch, in test mode the running averages, so the two modes give
+different outputs and tiny batches give noisy (for batch 1 with 1x1 maps: degenerate)
+statistics. The normalizations here average over each sample's own values only:
+
+- **layer norm** (Ba et al., 2016): per sample over all features -- (D,) for x of shape (N, D),
+  (C, H, W) for x of shape (N, C, H, W);
+- **group norm** (Wu & He, 2018): per sample over each of G groups of C/G channels and all H x W
+  positions. ``G = 1`` is layer norm, ``G = C`` is instance norm.
+
+No running statistics, no batch dependence: the output of a sample does not depend on the other
+samples in the batch, and training and test mode compute the same thing.
+
+Both normalize with the mean and the BIASED variance (divide by the number of values M) and
+``eps`` added to the variance, like PyTorch::
+
+    xhat = (x - mean) / sqrt(var + eps),    out = gamma * xhat + beta
+
+Affine parameters (this module's choice): **one (gamma, beta) per channel**, shape (C,) for
+NCHW input -- the per-channel affine of the group-norm paper and of ``torch.nn.GroupNorm``, so
+``layernorm_forward(x, ...)`` on 4-D input equals ``groupnorm_forward(x, ..., G=1, ...)``. (For
+(N, D) input they have shape (D,), as in CS231n.) ``torch.nn.functional.layer_norm(x, (C, H, W),
+weight, bias)`` takes a (C, H, W) weight instead; ours is the special case
+``weight = gamma[:, None, None].expand(C, H, W)``, which keeps the layer independent of the image
+size.
+
+``ln_param`` / ``gn_param``: dict (or None) with the optional key ``eps`` (float > 0, default
+1e-5). A ``mode`` key ('train'/'test') is accepted and ignored -- both modes are identical --
+so the same param dicts as for batch norm can be passed.
+
+Dtypes: float32 or float64 input; ``out`` and ``dx`` have ``x``'s dtype, ``dgamma``/``dbeta``
+the dtypes of ``gamma``/``beta``.
+
+:func:`norm_train_test_gap` measures the train/test discrepancy of the three normalizations
+for several batch sizes (numbers for the notebook).
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..shapes import check_4d, check_int
+from .batchnorm import spatial_batchnorm_forward
+
+__all__ = [
+    "layernorm_forward",
+    "layernorm_backward",
+    "groupnorm_forward",
+    "groupnorm_backward",
+    "norm_train_test_gap",
+]
+
+_KEYS = ("eps", "mode")
+
+
+def _eps(param, name, layer):
+    if param is None:
+        param = {}
+    if not isinstance(param, dict):
+        raise ValueError(f"{layer}: {name} must be a dict (optional keys {list(_KEYS)}) or None, got {type(param).__name__}")
+    unknown = sorted(str(k) for k in param if k not in _KEYS)
+    if unknown:
+        raise ValueError(f"{layer}: unknown {name} keys {unknown}; allowed keys are {list(_KEYS)}")
+    if param.get("mode", "train") not in ("train", "test"):
+        raise ValueError(f"{layer}: {name}['mode'] must be 'train' or 'test' (both compute the same), got {param['mode']!r}")
+    eps = param.get("eps", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"{layer}: {name}['eps'] must be a number > 0, got {eps!r}")
+    return float(eps)
+
+
+def _check_affine(x, gamma, beta, layer):
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{layer}: x must be a floating-point array (float32 or float64), got dtype {x.dtype}")
+    what = "D" if x.ndim == 2 else "C"
+    D = x.shape[1]
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        if not isinstance(a, np.ndarray) or a.shape != (D,):
+            got = a.shape if isinstance(a, np.ndarray) else type(a).__name__
+            raise ValueError(f"{layer}: {name} must be an array of shape ({what},) = ({D},) (one value per "
+                             f"{'feature' if what == 'D' else 'channel'}) for x of shape {x.shape}, got {got}")
+
+
+# (withheld from the student edition: exercise layernorm_groupnorm of 02_pooling_batchnorm)
+def _forward(*args, **kwargs):
+    """Withheld from the student edition: exercise ``layernorm_groupnorm`` of 02_pooling_batchnorm."""
+    raise NotImplementedError("_forward is not in the student edition of cnnlab: it is exercise 'layernorm_groupnorm' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
+
+
+
+# (withheld from the student edition: exercise layernorm_groupnorm of 02_pooling_batchnorm)
+def _backward(*args, **kwargs):
+    """Withheld from the student edition: exercise ``layernorm_groupnorm`` of 02_pooling_batchnorm."""
+    raise NotImplementedError("_backward is not in the student edition of cnnlab: it is exercise 'layernorm_groupnorm' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
+
+
+
+# (withheld from the student edition: exercise layernorm_groupnorm of 02_pooling_batchnorm)
+def layernorm_forward(*args, **kwargs):
+    """Withheld from the student edition: exercise ``layernorm_groupnorm`` of 02_pooling_batchnorm."""
+    raise NotImplementedError("layernorm_forward is not in the student edition of cnnlab: it is exercise 'layernorm_groupnorm' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
+
+
+
+# (withheld from the student edition: exercise layernorm_groupnorm of 02_pooling_batchnorm)
+def layernorm_backward(*args, **kwargs):
+    """Withheld from the student edition: exercise ``layernorm_groupnorm`` of 02_pooling_batchnorm."""
+    raise NotImplementedError("layernorm_backward is not in the student edition of cnnlab: it is exercise 'layernorm_groupnorm' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
+
+
+
+# (withheld from the student edition: exercise layernorm_groupnorm of 02_pooling_batchnorm)
+def groupnorm_forward(*args, **kwargs):
+    """Withheld from the student edition: exercise ``layernorm_groupnorm`` of 02_pooling_batchnorm."""
+    raise NotImplementedError("groupnorm_forward is not in the student edition of cnnlab: it is exercise 'layernorm_groupnorm' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
+
+
+
+# (withheld from the student edition: exercise layernorm_groupnorm of 02_pooling_batchnorm)
+def groupnorm_backward(*args, **kwargs):
+    """Withheld from the student edition: exercise ``layernorm_groupnorm`` of 02_pooling_batchnorm."""
+    raise NotImplementedError("groupnorm_backward is not in the student edition of cnnlab: it is exercise 'layernorm_groupnorm' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Demonstration: train/test gap and tiny batches
+# ---------------------------------------------------------------------------------------------
+
+def norm_train_test_gap(batch_sizes=(1, 2, 4, 8, 32), channels=16, spatial=(1, 1), groups=4,
+                        trials=20, seed=0, eps=1e-5) -> dict:
+    """How much a sample's output changes between training and deployment, per normalization.
+
+    Data: ``x[n, c] = mu[c] + sigma[c] * z`` with z ~ N(0, 1) and fixed random per-channel
+    ``mu`` (spread 2) and ``sigma`` (around 1); gamma = 1, beta = 0. For every batch size, each of
+    ``trials`` batches is normalized
+
+    - in **training mode** as a batch (batch norm: statistics of this batch; layer/group norm:
+      each sample's own), and
+    - in **test mode** one sample at a time, as at deployment (batch norm: the running
+      statistics, set here to the exact population mean and variance they converge to;
+      layer/group norm: the same computation as in training).
+
+    ``train_test_gap`` is the mean absolute difference of the two outputs. It is 0 (up to
+    rounding) for layer and group norm at every batch size; for batch norm it shrinks as the
+    batch grows (the batch statistics approach the population's) and is largest for batch 1.
+    With ``spatial=(1, 1)`` and batch size 1 each channel holds a single value, ``x - mean = 0``
+    and batch norm's training output is ``beta`` whatever the input (its ``train_output_std``
+    is 0: all information lost). cnnlab's and PyTorch's batch norm layers refuse this case with
+    an error; the value here is the formula's. Group norm still works (here with
+    ``channels/groups`` values per group; with 1 value per group it degenerates the same way).
+
+    Args:
+        batch_sizes: iterable of ints >= 1.
+        channels: C (int >= 1), divisible by ``groups``.
+        spatial: (H, W) of the feature maps.
+        groups: G for group norm.
+        trials: batches per batch size (int >= 1).
+        seed: seed of the data.
+        eps: the normalizations' eps.
+
+    Returns:
+        dict with
+        ``batch_sizes`` (list of ints), ``channels``, ``groups``, ``spatial`` (H, W),
+        ``train_test_gap``: dict ``"batchnorm"/"layernorm"/"groupnorm"`` -> list of floats (one
+        per batch size),
+        ``train_output_std``: same keys, the standard deviation of the training-mode outputs
+        (about 1 when the normalization keeps the signal, 0 when it destroys it).
+
+    Example:
+        >>> r = norm_train_test_gap(batch_sizes=(1, 32))
+        >>> max(r["train_test_gap"]["groupnorm"]) < 1e-12, r["train_output_std"]["batchnorm"][0]
+        (True, 0.0)
+        >>> r["train_test_gap"]["batchnorm"][0] > r["train_test_gap"]["batchnorm"][1]
+        True
+    """
+    sizes = [check_int("batch_sizes[i]", n, 1) for n in batch_sizes]
+    C = check_int("channels", channels, 1)
+    G = check_int("groups", groups, 1)
+    if C % G:
+        raise ValueError(f"groups={G} must divide channels={C}")
+    if not isinstance(spatial, (tuple, list)) or len(spatial) != 2:
+        raise ValueError(f"spatial must be a pair (H, W), got {spatial!r}")
+    H, W = check_int("spatial[0]", spatial[0], 1), check_int("spatial[1]", spatial[1], 1)
+    trials = check_int("trials", trials, 1)
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(0.0, 2.0, C)
+    sigma = np.exp(rng.normal(0.0, 0.5, C))
+    gamma, beta = np.ones(C), np.zeros(C)
+    bshape = (1, C, 1, 1)
+    names = ("batchnorm", "layernorm", "groupnorm")
+    gap = {k: [] for k in names}
+    std = {k: [] for k in names}
+
+    def train(name, x):
+        if name == "batchnorm":
+            if x.shape[0] * H * W == 1:   # one value per channel: x - mean == 0
+                return np.broadcast_to(beta.reshape(bshape), x.shape).copy()
+            return spatial_batchnorm_forward(x, gamma, beta, {"mode": "train", "eps": eps})[0]
+        if name == "layernorm":
+            return layernorm_forward(x, gamma, beta, {"mode": "train", "eps": eps})[0]
+        return groupnorm_forward(x, gamma, beta, G, {"mode": "train", "eps": eps})[0]
+
+    def test(name, x1):
+        if name == "batchnorm":
+            bn = {"mode": "test", "eps": eps, "running_mean": mu.copy(), "running_var": sigma ** 2}
+            return spatial_batchnorm_forward(x1, gamma, beta, bn)[0]
+        if name == "layernorm":
+            return layernorm_forward(x1, gamma, beta, {"mode": "test", "eps": eps})[0]
+        return groupnorm_forward(x1, gamma, beta, G, {"mode": "test", "eps": eps})[0]
+
+    for n in sizes:
+        diffs = {k: [] for k in names}
+        outs = {k: [] for k in names}
+        for _ in range(trials):
+            x = mu.reshape(bshape) + sigma.reshape(bshape) * rng.standard_normal((n, C, H, W))
+            for k in names:
+                y = train(k, x)
+                y_test = np.concatenate([test(k, x[i:i + 1]) for i in range(n)])
+                diffs[k].append(np.abs(y - y_test).mean())
+                outs[k].append(y.ravel())
+        for k in names:
+            gap[k].append(float(np.mean(diffs[k])))
+            std[k].append(float(np.concatenate(outs[k]).std()))
+    return {"batch_sizes": sizes, "channels": C, "groups": G, "spatial": (H, W),
+            "train_test_gap": gap, "train_output_std": std}
