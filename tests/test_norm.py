@@ -182,3 +182,26 @@ def test_bad_input(rng):
     _, cache = groupnorm_forward(x, g, b, 2)
     with pytest.raises(ValueError, match="dout"):
         groupnorm_backward(x[:1], cache)
+
+
+def test_train_test_gap_measures_the_normalizations_it_is_given():
+    """``normalize=`` (the notebook passes the student's layers): PyTorch's functional layers as
+    the measured normalizations reproduce the library's numbers; a wrong shape is refused."""
+    def torch_normalize(name, x, training, running_mean, running_var, eps, groups):
+        t = torch.from_numpy(x)
+        if name == "batchnorm":
+            rm, rv = torch.from_numpy(running_mean.copy()), torch.from_numpy(running_var.copy())
+            return F.batch_norm(t, rm, rv, training=training, eps=eps).numpy()
+        if name == "layernorm":
+            return F.layer_norm(t, t.shape[1:], eps=eps).numpy()
+        return F.group_norm(t, groups, eps=eps).numpy()
+
+    ours = norm_train_test_gap(batch_sizes=(1, 2, 8), trials=4, spatial=(2, 2))
+    theirs = norm_train_test_gap(batch_sizes=(1, 2, 8), trials=4, spatial=(2, 2), normalize=torch_normalize)
+    for key in ("train_test_gap", "train_output_std"):
+        for name in ("batchnorm", "layernorm", "groupnorm"):
+            assert np.allclose(ours[key][name], theirs[key][name], rtol=1e-6, atol=1e-9), (key, name)
+    with pytest.raises(ValueError, match=r"normalize\('batchnorm'.*returned shape"):
+        norm_train_test_gap(batch_sizes=(2,), trials=1, normalize=lambda name, x, *a: x[0])
+    with pytest.raises(TypeError, match="normalize must be"):
+        norm_train_test_gap(batch_sizes=(2,), trials=1, normalize="batchnorm")

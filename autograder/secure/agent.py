@@ -184,6 +184,7 @@ class Agent:
         self.next_id = 1
         self.tokens = {}        # id(obj) -> registry index, during one call
         self.shell = None
+        self.monitor = None     # cnnlab.rules.Monitor once the runner sends the rules
 
     # -- values -> wire ---------------------------------------------------------------------
     def handle(self, obj):
@@ -443,11 +444,22 @@ class Agent:
         torch.set_default_dtype(dtype)
 
     # -- requests ---------------------------------------------------------------------------
-    def run_cell(self, src):
+    def run_cell(self, src, cell=None):
         if _MAGIC.search(src):
             src = _transform(src)
             self.ns.setdefault("get_ipython", lambda shim=_IPythonShim(self.ns): shim)
-        exec(compile(src, "<cell>", "exec"), self.ns)
+        monitor = self.monitor
+        name = monitor.filename(cell) if monitor is not None and cell in monitor.rules else "<cell>"
+        exec(compile(src, name, "exec"), self.ns)
+
+    def set_rules(self, rules):
+        """Start the runtime check of what answers may use (cnnlab.rules.Monitor): calls made
+        from answer cells' code into forbidden APIs are reported with every later reply."""
+        from cnnlab.rules import Monitor
+        if type(rules) is not dict or not all(type(k) is str and type(v) is list for k, v in rules.items()):
+            raise ValueError("rules must map answer ids to lists of dotted names")
+        self.monitor = Monitor(rules)
+        sys.setprofile(self.monitor.profile)
 
     def _call(self, req, blobs, out_blobs):
         obj = self.handles[req["h"]]
@@ -482,7 +494,7 @@ class Agent:
                     out = _Capture()
                     try:
                         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                            self.run_cell(req["src"])
+                            self.run_cell(req["src"], req.get("cell"))
                         reply = {"ok": True}
                     finally:
                         changed = [k for k, v in self.ns.items() if before.get(k) != id(v)]
@@ -490,6 +502,9 @@ class Agent:
                     reply["out"] = out.text()
                 elif op == "get":
                     reply = {"ok": True, "value": self.enc(self.ns[req["name"]], out_blobs)}
+                elif op == "rules":
+                    self.set_rules(req["rules"])
+                    reply = {"ok": True}
                 elif op in ("call", "getitem"):
                     reply = self._call(req, blobs, out_blobs)
                 else:
@@ -524,6 +539,13 @@ class Agent:
                     reply["names"] = [k for k, v in self.ns.items() if before.get(k) != id(v)]
             finally:
                 self.tokens = {}
+            if self.monitor is not None:
+                if sys.getprofile() is None or getattr(sys.getprofile(), "__self__", None) is not self.monitor:
+                    self.monitor.violations.setdefault("*", "student code switched off the check of what "
+                                                       "answers may use (sys.setprofile)")
+                    sys.setprofile(self.monitor.profile)
+                if self.monitor.violations:
+                    reply["broke"] = dict(self.monitor.violations)
             sys.stdout.flush()
             sys.stderr.flush()
             _send(wfd, reply, out_blobs)

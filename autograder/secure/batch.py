@@ -23,6 +23,8 @@ from pathlib import Path
 
 import nbformat
 
+from cnnlab import rules as answer_rules
+
 from . import notebook as nbplan
 from .sandbox import Limits, probe
 
@@ -175,6 +177,8 @@ def grade_one(source_path: Path, folder: Path, *, release_path: Path | None = No
         return _empty_result(points, msgs, "malformed")
     plan = nbplan.build_plan(source_nb, sub_nb, release_nb)
     plan["messages"] = msgs + plan["messages"]
+    plan["rules"] = {gid: {"forbid": list(r.forbid), "tests": list(r.tests)}
+                     for gid, r in answer_rules.load(Path(source_path).parent).items()}
     with tempfile.TemporaryDirectory(prefix="cnnlab-job-", dir=tmp) as jd:
         job_path, res_path = Path(jd) / "job.json", Path(jd) / "result.json"
         job_path.write_text(json.dumps({"plan": plan, "limits": limits.as_dict(), "result": str(res_path),

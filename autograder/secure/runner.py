@@ -126,6 +126,13 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
     student_names: set[str] = set()
     reported: set[str] = set()
     old_handler = signal.signal(signal.SIGALRM, _alarm)
+    plan_rules = plan.get("rules") or {}
+    broke = _static_rule_check(plan, plan_rules)
+    if plan_rules:
+        try:
+            conn.request({"op": "rules", "rules": {g: list(r["forbid"]) for g, r in plan_rules.items()}})
+        except (wire.StudentTimeout, wire.StudentProcessDied, wire.ProtocolError):
+            pass
 
     def bind(names):
         if not isinstance(names, list):
@@ -170,7 +177,7 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
                 if not step["src"].strip():
                     entry["status"] = "empty"
                 try:
-                    reply, _ = conn.request({"op": "exec", "src": step["src"]})
+                    reply, _ = conn.request({"op": "exec", "src": step["src"], "cell": sid})
                     if reply.get("out"):
                         entry["output"] = str(reply["out"])[:20_100]
                     if not reply.get("ok"):
@@ -221,10 +228,53 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
     finally:
         signal.signal(signal.SIGALRM, old_handler)
         agent.kill()
+    _apply_rules(result, plan_rules, broke, conn.broke)
     result["total"] = sum(v for v in result["scores"].values() if v is not None)
     result["max_total"] = sum(result["max_scores"].values())
     write(result)
     return result
+
+
+def _static_rule_check(plan: dict, plan_rules: dict) -> dict[str, str]:
+    """Answer id -> first violation found in its source (cnnlab.rules.check_source), with the
+    import aliases of every code cell of the submission."""
+    if not plan_rules:
+        return {}
+    from cnnlab import rules
+    aliases = rules.notebook_aliases(s.get("src", "") for s in plan["steps"])
+    out = {}
+    for step in plan["steps"]:
+        if step["kind"] in ("student", "answer") and step["id"] in plan_rules:
+            found = rules.check_source(step["src"], plan_rules[step["id"]]["forbid"], aliases)
+            if found:
+                out[step["id"]] = found[0]
+    return out
+
+
+def _apply_rules(result: dict, plan_rules: dict, static: dict, runtime: dict) -> None:
+    """An answer that broke its rules earns nothing in its tests: their scores become 0 and a
+    message names the answer, the API and the tests."""
+    if not plan_rules:
+        return
+    broke = dict(static)
+    if "*" in runtime:
+        for gid in plan_rules:
+            broke.setdefault(gid, runtime["*"])
+    for gid, msg in runtime.items():
+        if gid in plan_rules:
+            broke.setdefault(gid, msg)
+    result["rules"] = {}
+    for gid in sorted(broke):
+        tests = [t for t in plan_rules[gid]["tests"] if t in result["scores"]]
+        for t in tests + ([gid] if gid in result["scores"] else []):
+            if result["scores"][t]:
+                result["scores"][t] = 0.0
+        result["rules"][gid] = broke[gid]
+        result["messages"].append(f"answer {gid!r} {broke[gid]}: it earns nothing in {', '.join(tests) or 'its tests'}")
+        for entry in result["cells"]:
+            if entry["id"] in tests and entry.get("status") == "ok":
+                entry["status"] = "error"
+                entry["error"] = f"RuleBroken: answer {gid!r} {broke[gid]}"
 
 
 def main(argv=None) -> int:

@@ -577,6 +577,7 @@ class AgentConnection:
         self.deadline = deadline_fn
         self.on_dead = on_dead  # called once when the process times out or dies
         self.dead: str | None = None
+        self.broke: dict[str, str] = {}   # answer id -> what it used that its rules forbid (agent reports)
         self.remotes: dict = {}  # handle id -> RemoteObject: one trusted object per student object
 
     def request(self, head: dict, blobs: list | None = None, registry: list | None = None):
@@ -594,6 +595,11 @@ class AgentConnection:
             if self.on_dead:
                 self.on_dead(exc)
             raise
+        broke = reply.get("broke")
+        if type(broke) is dict:
+            for k, v in list(broke.items())[:1000]:
+                if type(k) is str and type(v) is str:
+                    self.broke.setdefault(k[:200], v[:500])
         if reply.get("ok") is True:
             if registry:
                 sync = reply.get("sync")

@@ -61,7 +61,6 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
-# BEGIN ANSWER 04_residual_networks basic_block
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
 
@@ -99,10 +98,8 @@ class BasicBlock(nn.Module):
             identity = self.downsample(x)
         out = out + identity
         return self.relu(out)
-# END ANSWER
 
 
-# BEGIN ANSWER 04_residual_networks bottleneck
 class Bottleneck(nn.Module):
     """1x1 reduce -> 3x3 (stride, groups) -> 1x1 expand, each with BN, plus a shortcut.
 
@@ -140,7 +137,6 @@ class Bottleneck(nn.Module):
             identity = self.downsample(x)
         out = out + identity
         return self.relu(out)
-# END ANSWER
 
 
 

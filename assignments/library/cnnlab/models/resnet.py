@@ -61,30 +61,82 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
-# (withheld from the student edition: exercise basic_block of 04_residual_networks)
 class BasicBlock(nn.Module):
-    """Withheld from the student edition: exercise ``basic_block`` of 04_residual_networks."""
+    """Two 3x3 conv-BN layers and a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+    Input (N, inplanes, H, W) -> output (N, planes, H/stride, W/stride). ``downsample`` is the
+    shortcut module when the shape changes (``None`` = identity).
+    """
+
     expansion: int = 1
 
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError("BasicBlock is not in the student edition of cnnlab: it is exercise 'basic_block' of assignment 04_residual_networks. Write the class yourself in assignments/04_residual_networks/residual_networks.ipynb.")
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: nn.Module | None = None, groups: int = 1, base_width: int = 64,
+                 dilation: int = 1, norm_layer: Callable[..., nn.Module] | None = None) -> None:
+        super().__init__()
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
+        if groups != 1 or base_width != 64:
+            raise ValueError(f"BasicBlock only supports groups=1 and base_width=64, "
+                             f"got groups={groups}, base_width={base_width}")
+        if dilation > 1:
+            raise ValueError(f"BasicBlock does not support dilation > 1, got dilation={dilation} "
+                             "(replace_stride_with_dilation needs Bottleneck blocks)")
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = norm_layer(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = norm_layer(planes)
+        self.downsample = downsample
+        self.stride = stride
 
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError("BasicBlock is not in the student edition of cnnlab: it is exercise 'basic_block' of assignment 04_residual_networks. Write the class yourself in assignments/04_residual_networks/residual_networks.ipynb.")
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out = out + identity
+        return self.relu(out)
 
 
-
-# (withheld from the student edition: exercise bottleneck of 04_residual_networks)
 class Bottleneck(nn.Module):
-    """Withheld from the student edition: exercise ``bottleneck`` of 04_residual_networks."""
+    """1x1 reduce -> 3x3 (stride, groups) -> 1x1 expand, each with BN, plus a shortcut.
+
+    Input (N, inplanes, H, W) -> output (N, planes * 4, H/stride, W/stride). The inner width is
+    ``int(planes * base_width / 64) * groups``: ``planes`` for ResNet, e.g. ``4 * 32 = 128`` in the
+    first stage of ResNeXt-50 32x4d (32 groups of width 4). The stride sits on the 3x3 conv
+    (ResNet v1.5, as torchvision).
+    """
+
     expansion: int = 4
 
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError("Bottleneck is not in the student edition of cnnlab: it is exercise 'bottleneck' of assignment 04_residual_networks. Write the class yourself in assignments/04_residual_networks/residual_networks.ipynb.")
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: nn.Module | None = None, groups: int = 1, base_width: int = 64,
+                 dilation: int = 1, norm_layer: Callable[..., nn.Module] | None = None) -> None:
+        super().__init__()
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = norm_layer(width)
+        self.conv2 = conv3x3(width, width, stride, groups, dilation)
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
 
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError("Bottleneck is not in the student edition of cnnlab: it is exercise 'bottleneck' of assignment 04_residual_networks. Write the class yourself in assignments/04_residual_networks/residual_networks.ipynb.")
-
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out = out + identity
+        return self.relu(out)
 
 
 

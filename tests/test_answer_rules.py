@@ -1,0 +1,188 @@
+"""What an answer may use (cnnlab.rules and rules.toml): answer-key submissions earn nothing.
+
+Oracles: the instructor's own solutions (they follow every rule and keep full marks), answer
+cells rewritten to reach a forbidden API by alias, by ``from`` import, through another module's
+attributes, by computed names and at run time only (names built with ``eval`` in an extra cell,
+which no static check can read) — each must lose exactly the tests its rules name, with a message
+naming the API, on every assignment of the course.
+"""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import course
+from autograder.secure import batch
+from cnnlab import rules
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = course.assignment_ids(ROOT)
+sys.path.insert(0, str(Path(__file__).parent))
+from test_course_pipeline import make_submission, strip_markers  # noqa: E402
+
+
+def _notebook(assignment):
+    return nbformat.read(next((ROOT / "solutions" / assignment).glob("*.ipynb")), as_version=4)
+
+
+def _cells(nb):
+    return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells if c.metadata.get("nbgrader")}
+
+
+# -- the rules files ------------------------------------------------------------------------------
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_rules_name_real_answers_and_tests_and_the_release_has_them(assignment):
+    rule_set = rules.load(ROOT / "solutions" / assignment)
+    assert rule_set, f"{assignment} has no rules.toml: every assignment declares what its answers may not use"
+    cells = _cells(_notebook(assignment))
+    answers = {g for g, c in cells.items() if c.metadata["nbgrader"].get("solution") and c.cell_type == "code"}
+    assert set(rule_set) == answers, f"rules.toml must have an entry per code answer: {set(rule_set) ^ answers}"
+    for gid, r in rule_set.items():
+        assert r.forbid and r.tests, gid
+        for t in r.tests:
+            assert t in cells and cells[t].metadata["nbgrader"].get("grade"), f"{gid}: {t} is not a test cell"
+    released = ROOT / "assignments" / assignment / rules.RULES_FILE
+    assert released.read_bytes() == (ROOT / "solutions" / assignment / rules.RULES_FILE).read_bytes()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[defaults]\nforbid = 'torch'\n", "must be a list of dotted names"),
+    ("[answers.a]\nallow = ['torch']\n", "which \\[defaults\\] does not forbid"),
+    ("[answer.a]\n", "unknown tables"),
+    ("[answers.a]\nforbid = ['torch..nn']\n", "dotted names"),
+    ("[answers.a\n", "not valid TOML"),
+])
+def test_malformed_rules_are_refused_naming_the_file(tmp_path, text, message):
+    (tmp_path / rules.RULES_FILE).write_text(text)
+    with pytest.raises(rules.RulesError, match=message) as err:
+        rules.load(tmp_path)
+    assert str(tmp_path / rules.RULES_FILE) in str(err.value)
+
+
+# -- the static check -----------------------------------------------------------------------------
+NUMPY = ["torch", "scipy.signal", "numpy.lib.stride_tricks", "cnnlab.layers"]
+ALIASES = {"np": "numpy", "torch": "torch", "F": "torch.nn.functional", "gradcheck": "cnnlab.gradcheck"}
+
+
+@pytest.mark.parametrize("src, needle", [
+    ("def f(x):\n    return F.conv2d(x, x)", "F.conv2d"),                                   # setup alias
+    ("import torch.nn.functional as G\ndef f(x):\n    return G.conv2d(x, x)", "torch.nn.functional"),
+    ("from scipy.signal import correlate2d as c\n", "scipy.signal"),
+    ("def f(x):\n    return np.lib.stride_tricks.sliding_window_view(x, 3)", "sliding_window_view"),
+    # reaching numpy's stride tricks through an allowed module's attributes
+    ("def f(x):\n    return gradcheck.np.lib.stride_tricks.sliding_window_view(x, 3)", "numpy.lib.stride_tricks"),
+    ("from cnnlab.layers.conv import conv_forward_naive\n", "cnnlab.layers"),
+    ("def f(x):\n    return getattr(np, 'co' + 'nvolve')(x, x)", "computed attribute name"),
+    ("def f():\n    return __import__('tor' + 'ch')", "__import__"),
+    ("import importlib\nm = importlib.import_module('torch')", "importlib"),
+    ("import pkgutil\n", "pkgutil"),
+    ("def f():\n    return eval('1')", "eval"),
+    ("def f(g):\n    return g.__globals__", "__globals__"),
+    ("def f():\n    return open('/x').read()", "open"),
+    ("import sys\nsys.modules['cnnlab.layers']", "sys"),
+])
+def test_static_check_finds_the_forbidden_use(src, needle):
+    found = rules.check_source(src, NUMPY, ALIASES)
+    assert found and needle in found[0], found
+
+
+@pytest.mark.parametrize("src", [
+    "def f(x, w):\n    out = np.zeros((2, 2)) + np.pi\n    return out.shape, np.sum(x * w), x.T @ w",
+    "def f(m, name):\n    setattr(m, name, 1)\n    return getattr(m, 'weight')",
+    "def f(x):\n    return gradcheck.rel_error(x, x)",
+    "%timeit 1\ndef f(x):\n    np = 3\n    return np",
+])
+def test_static_check_passes_honest_code(src):
+    assert rules.check_source(src, NUMPY, ALIASES) == []
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_instructor_solutions_follow_their_rules(assignment):
+    nb = _notebook(assignment)
+    aliases = rules.notebook_aliases(c.source for c in nb.cells if c.cell_type == "code")
+    for gid, r in rules.load(ROOT / "solutions" / assignment).items():
+        assert rules.check_source(strip_markers(_cells(nb)[gid].source), r.forbid, aliases) == [], gid
+
+
+# -- the runtime monitor --------------------------------------------------------------------------
+def test_monitor_sees_calls_from_answer_code_whatever_the_route():
+    import numpy as np
+    import torch
+    monitor = rules.Monitor({"conv": ["torch", "numpy.lib.stride_tricks"], "ok": ["torch"]})
+    ns = {"__name__": "__main__", "np": np}
+    ns["helper"] = eval("__import__('tor' + 'ch').from_numpy")        # noqa: S307 (built at run time)
+    ns["window"] = getattr(np.lib, "stride_" + "tricks").sliding_window_view
+    exec(compile(textwrap.dedent("""
+        def conv(x):
+            t = helper(x)                      # a torch builtin reached by a computed name
+            return window(x, 2), t
+        """), monitor.filename("conv"), "exec"), ns)
+    exec(compile(textwrap.dedent("""
+        def ok(x, t):
+            return len(x), np.sum(x), t.sum(), t.shape   # methods of a tensor it was handed: fine
+        """), monitor.filename("ok"), "exec"), ns)
+    sys.setprofile(monitor.profile)
+    try:
+        ns["conv"](np.arange(4.0))
+        ns["ok"](np.arange(4.0), torch.ones(3))
+    finally:
+        sys.setprofile(None)
+    assert set(monitor.violations) == {"conv"}, monitor.violations
+    assert "torch" in monitor.violations["conv"] and "called at run time" in monitor.violations["conv"]
+
+
+# -- graded answer keys: every assignment ---------------------------------------------------------
+def _import_line(forbidden: str) -> str:
+    module, _, name = forbidden.rpartition(".")
+    return f"import {forbidden} as _answer_key" if not module else f"from {module} import {name} as _answer_key"
+
+
+@pytest.fixture(scope="session")
+def graded_keys(tmp_path_factory):
+    """Each assignment graded once: the instructor's answers, and the same answers each reaching
+    its first forbidden API by an import (plus, for the first assignment, run-time-only routes)."""
+    out = {}
+    for assignment in ASSIGNMENTS:
+        d = tmp_path_factory.mktemp(f"keys-{assignment}")
+        src = next((ROOT / "solutions" / assignment).glob("*.ipynb"))
+        release = nbformat.read(ROOT / "assignments" / assignment / src.name, as_version=4)
+        source = _notebook(assignment)
+        rule_set = rules.load(ROOT / "solutions" / assignment)
+        cells = _cells(source)
+        keyed = {gid: f"{_import_line(r.forbid[0])}\n{strip_markers(cells[gid].source)}"
+                 for gid, r in rule_set.items()}
+        subs = {"honest": make_submission(release, source), "keys": make_submission(release, source, answers=keyed)}
+        if assignment == ASSIGNMENTS[0]:   # a key no static check can read: built by eval in an extra cell
+            subs["run-time"] = make_submission(
+                release, source, extra_first='key = eval("__imp" + "ort__")("tor" + "ch").from_numpy',
+                answers={gid: strip_markers(cells[gid].source) + "\nimport numpy as _NP\n_ = key(_NP.zeros(1))\n"
+                         for gid in rule_set})
+        for name, nb in subs.items():
+            (d / "in" / name / assignment).mkdir(parents=True)
+            nbformat.write(nb, d / "in" / name / assignment / src.name)
+        out[assignment] = (rule_set, batch.grade_batch(assignment, root=ROOT, submissions=d / "in", workers=2,
+                                                       out=d / "out"))
+    return out
+
+
+pytestmark = pytest.mark.notebook
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_answer_keys_earn_nothing_and_honest_answers_keep_their_marks(graded_keys, assignment):
+    rule_set, results = graded_keys[assignment]
+    honest, keys = results["honest"], results["keys"]
+    auto = {k: v for k, v in honest["max_scores"].items() if honest["scores"].get(k) is not None}
+    assert {k: honest["scores"][k] for k in auto} == auto, honest["messages"]
+    ruled = {t for r in rule_set.values() for t in r.tests}
+    assert all(keys["scores"][t] == 0 for t in ruled), {t: keys["scores"][t] for t in ruled}
+    for gid, r in rule_set.items():
+        assert any(f"answer {gid!r} uses" in m and r.forbid[0] in m for m in keys["messages"]), (gid, keys["messages"])
+    if "run-time" in results:
+        rt = results["run-time"]
+        assert all(rt["scores"][t] == 0 for t in ruled), {t: rt["scores"][t] for t in ruled}
+        assert sum("called at run time" in m for m in rt["messages"]) == len(rule_set), rt["messages"]
