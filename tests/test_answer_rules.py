@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from autograder import course
-from autograder.secure import batch
+from autograder.secure import batch, sandbox
 from cnnlab import rules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,8 +164,10 @@ def graded_keys(tmp_path_factory):
         for name, nb in subs.items():
             (d / "in" / name / assignment).mkdir(parents=True)
             nbformat.write(nb, d / "in" / name / assignment / src.name)
+        # generous limits: the suite runs this beside other tests on 2 cores (A4 trains a network)
+        limits = sandbox.Limits(cell_timeout=300, notebook_timeout=1800)
         out[assignment] = (rule_set, batch.grade_batch(assignment, root=ROOT, submissions=d / "in", workers=2,
-                                                       out=d / "out"))
+                                                       out=d / "out", limits=limits))
     return out
 
 
