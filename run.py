@@ -94,6 +94,9 @@ def main(argv: list[str]) -> int:
             env.setdefault(var, "1")
         if not any(a.startswith("-n") for a in args):
             args = ["-n", os.environ.get("CNNLAB_TEST_WORKERS", "auto"), *args]
+        if not any(a.startswith("--dist") for a in args):
+            # a file marked xdist_group runs on one worker, so its session fixture is built once
+            args = ["--dist", "loadgroup", *args]
         return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT, env=env)
     if cmd == "bench":
         return subprocess.call([str(PY), str(ROOT / "benchmarks" / "run.py"), *args], cwd=ROOT, env=env)

@@ -171,7 +171,8 @@ def graded_keys(tmp_path_factory):
     return out
 
 
-pytestmark = pytest.mark.notebook
+# graded_keys is built once: the whole file runs on one xdist worker.
+pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("answer_keys")]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

@@ -12,6 +12,9 @@ import pytest
 
 from autograder.secure import sandbox, wire
 
+# Its module/session fixtures are built once: the whole file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("grading_isolation")
+
 _spec = importlib.util.spec_from_file_location("grading_corpus", Path(__file__).parent / "submissions" / "corpus.py")
 corpus = sys.modules.get("grading_corpus") or importlib.util.module_from_spec(_spec)
 if "grading_corpus" not in sys.modules:

@@ -24,6 +24,9 @@ from autograder import course, edition
 from cnnlab import rules
 from autograder.secure import batch, sandbox, wire
 
+# Its module/session fixtures are built once: the whole file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("student_edition")
+
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "lib" / "cnnlab"
 EDITION = ROOT / edition.EDITION_DIR

@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 from cnnlab import data as D
 from cnnlab import train as T
 
+# Its module/session fixtures are built once: the whole file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("train_digits")
+
 
 def tiny_net(num_classes=10, dropout=0.0, bn=True):
     layers = [nn.Conv2d(1, 8, 3, padding=1)]
