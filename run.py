@@ -7,6 +7,7 @@ reinstall only when ``pyproject.toml`` changed.
 
     python3 run.py lab            # JupyterLab on assignments/, as students get it (student edition of cnnlab)
     python3 run.py lab --instructor   # the whole course with the full library
+    python3 run.py check [NOTEBOOK ...]   # the student's check (cnnlab.selfcheck) under the student edition
     python3 run.py test [ARGS]    # the whole test suite (pytest ARGS are passed through)
     python3 run.py bench [ARGS]   # the benchmarks (see benchmarks/README.md)
     python3 run.py python [ARGS]  # the environment's python, e.g. to run a script
@@ -70,13 +71,17 @@ def main(argv: list[str]) -> int:
     if cmd in ("help", "-h", "--help"):
         print(__doc__)
         return 0
-    if cmd not in ("setup", "lab", "test", "bench", "python", "grade"):
+    if cmd not in ("setup", "lab", "check", "test", "bench", "python", "grade"):
         print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
         return 2
     setup()
     env = _env()
     if cmd == "setup":
         return 0
+    student_path = os.pathsep.join(filter(None, [str(ROOT / "assignments" / "library"), env.get("PYTHONPATH")]))
+    if cmd == "check":   # what `python3 course.py check` does in the student bundle
+        env["PYTHONPATH"] = student_path
+        return subprocess.call([str(PY), "-m", "cnnlab.selfcheck", *(args or ["assignments"])], cwd=ROOT, env=env)
     if cmd == "lab":
         env.pop("MPLBACKEND")
         if "--instructor" in args:   # the instructor's preview: the whole course, the full library
@@ -84,7 +89,7 @@ def main(argv: list[str]) -> int:
             folder = ROOT
         else:   # as students get it: the release, and the student edition of cnnlab first on sys.path
             folder = ROOT / "assignments"
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder / "library"), env.get("PYTHONPATH")]))
+            env["PYTHONPATH"] = student_path
         return subprocess.call([str(PY), "-m", "jupyter", "lab", f"--notebook-dir={folder}", *args],
                                cwd=ROOT, env=env)
     if cmd == "test":

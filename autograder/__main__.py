@@ -4,6 +4,9 @@
                                        the student edition of cnnlab (assignments/library/)
     publish ASSIGNMENT                 publish an assignment's answers (after its deadline): later
                                        student editions include its library code
+    bundle [--out DIR]                 the student bundle: DIR/cnnlab-student/ and its zip (default
+                                       autograder/bundle/): released notebooks, student edition,
+                                       README and course.py (open the course, check your work)
     collect PATH                       copy PATH (folder or zip, <student>/<assignment>/*.ipynb)
                                        into autograder/submitted/
     autograde ASSIGNMENT [--student S] [--workers N] [--unsafe]
@@ -40,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("assignment", nargs="?")
     s = sub.add_parser("publish", parents=[common], help="publish an assignment's answers in the student edition")
     s.add_argument("assignment")
+    s = sub.add_parser("bundle", parents=[common], help="build the student bundle (folder and zip)")
+    s.add_argument("--out", help="output folder (default autograder/bundle)")
     s = sub.add_parser("collect", parents=[common], help="copy submissions into autograder/submitted/")
     s.add_argument("path")
     s = sub.add_parser("feedback", parents=[common])
@@ -80,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             names = grade.edition.publish(a.assignment, a.root)
             manifest = grade.edition.build(a.root)
             print(f"published: {', '.join(names)}; student edition rebuilt, {len(manifest['withheld'])} answers withheld")
+        elif a.command == "bundle":
+            from . import bundle
+            folder, archive = bundle.build(a.root, a.out)
+            print(f"student bundle -> {folder}/ and {archive}")
         elif a.command == "collect":
             for student, assignment in grade.collect(a.path, a.root):
                 print(f"collected {student}/{assignment}")

@@ -1,10 +1,12 @@
 """What an answer may use (cnnlab.rules and rules.toml): answer-key submissions earn nothing.
 
-Oracles: the instructor's own solutions (they follow every rule and keep full marks), answer
-cells rewritten to reach a forbidden API by alias, by ``from`` import, through another module's
-attributes, by computed names and at run time only (names built with ``eval`` in an extra cell,
-which no static check can read) — each must lose exactly the tests its rules name, with a message
-naming the API, on every assignment of the course.
+Oracles: the instructor's own solutions (they follow every rule and keep full marks), and a
+corpus of answer keys on every assignment of the course: each answer cell takes one of the ROUTES
+(an import by name or alias, ``importlib`` or ``__import__`` with a computed name, a ``pkgutil``
+walk, reading and ``exec``-ing library source, a forbidden module reached through another module's
+attributes) in front of its honest code, and for the first assignment also a run-time-only route
+(names built with ``eval`` in an extra cell, which no static check can read) — each must lose
+exactly the tests its rules name, with a message naming the API or the route.
 """
 from __future__ import annotations
 
@@ -141,10 +143,49 @@ def _import_line(forbidden: str) -> str:
     return f"import {forbidden} as _answer_key" if not module else f"from {module} import {name} as _answer_key"
 
 
+def _through_attributes(rule) -> tuple[str, tuple[str, ...]]:
+    """A forbidden module reached as an attribute of an allowed one (``np.lib.stride_tricks``,
+    ``cnnlab.models``); the first forbidden import by name where every forbidden entry's package is."""
+    for f in rule.forbid:
+        top, _, rest = f.partition(".")
+        if rest and top not in rule.forbid:
+            return f"import {top} as _k_top\n_answer_key = _k_top.{rest}", (f,)
+    return _import_line(rule.forbid[0]), (rule.forbid[0],)
+
+
+# The routes an answer key takes to the library or a forbidden API: (name, code put before the
+# honest answer, fragments one of which the message must name). Each is harmless when it runs, so
+# only the rules can take the points away.
+ROUTES = [
+    ("import by name", lambda r: (_import_line(r.forbid[0]), (r.forbid[0],))),
+    ("importlib with a computed name", lambda r: (
+        'import importlib as _k_il\n_answer_key = _k_il.import_module("ma" + "th")', ("importlib",))),
+    ("__import__ with a computed name", lambda r: ('_answer_key = __import__("ma" + "th")', ("__import__",))),
+    ("pkgutil walk", lambda r: ("import pkgutil as _k_pk\n_answer_key = [m.name for m in _k_pk.iter_modules()]",
+                                ("pkgutil",))),
+    ("reading and exec-ing library source", lambda r: (
+        'import cnnlab as _k_pkg\n_answer_key = {}\n'
+        'exec(open(_k_pkg.__path__[0] + "/shapes.py").read(), _answer_key)', ("exec", "open", "forbids (cnnlab)"))),
+    ("through another module's attributes", _through_attributes),
+]
+
+
+def answer_key_routes(assignment: str, rule_set: dict) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """``{answer: (route name, code, fragments)}``: the answers take the routes in turn (shifted per
+    assignment, so every assignment sees at least five routes and every route four assignments)."""
+    shift = ASSIGNMENTS.index(assignment)
+    out = {}
+    for i, (gid, r) in enumerate(rule_set.items()):
+        name, make = ROUTES[(i + shift) % len(ROUTES)]
+        out[gid] = (name, *make(r))
+    return out
+
+
 @pytest.fixture(scope="session")
 def graded_keys(tmp_path_factory):
-    """Each assignment graded once: the instructor's answers, and the same answers each reaching
-    its first forbidden API by an import (plus, for the first assignment, run-time-only routes)."""
+    """Each assignment graded once: the instructor's answers each taking one of the ROUTES to an
+    answer key (plus, for the first assignment, run-time-only routes). The instructor's answers
+    alone get full marks under the same rules in tests/test_course_pipeline.py (student "full")."""
     out = {}
     for assignment in ASSIGNMENTS:
         d = tmp_path_factory.mktemp(f"keys-{assignment}")
@@ -153,9 +194,9 @@ def graded_keys(tmp_path_factory):
         source = _notebook(assignment)
         rule_set = rules.load(ROOT / "solutions" / assignment)
         cells = _cells(source)
-        keyed = {gid: f"{_import_line(r.forbid[0])}\n{strip_markers(cells[gid].source)}"
-                 for gid, r in rule_set.items()}
-        subs = {"honest": make_submission(release, source), "keys": make_submission(release, source, answers=keyed)}
+        routes = answer_key_routes(assignment, rule_set)
+        keyed = {gid: f"{code}\n{strip_markers(cells[gid].source)}" for gid, (_, code, _) in routes.items()}
+        subs = {"keys": make_submission(release, source, answers=keyed)}
         if assignment == ASSIGNMENTS[0]:   # a key no static check can read: built by eval in an extra cell
             subs["run-time"] = make_submission(
                 release, source, extra_first='key = eval("__imp" + "ort__")("tor" + "ch").from_numpy',
@@ -166,7 +207,7 @@ def graded_keys(tmp_path_factory):
             nbformat.write(nb, d / "in" / name / assignment / src.name)
         # generous limits: the suite runs this beside other tests on 2 cores (A4 trains a network)
         limits = sandbox.Limits(cell_timeout=300, notebook_timeout=1800)
-        out[assignment] = (rule_set, batch.grade_batch(assignment, root=ROOT, submissions=d / "in", workers=2,
+        out[assignment] = (rule_set, routes, batch.grade_batch(assignment, root=ROOT, submissions=d / "in", workers=2,
                                                        out=d / "out", limits=limits))
     return out
 
@@ -176,15 +217,19 @@ pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("answer_keys")]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_answer_keys_earn_nothing_and_honest_answers_keep_their_marks(graded_keys, assignment):
-    rule_set, results = graded_keys[assignment]
-    honest, keys = results["honest"], results["keys"]
-    auto = {k: v for k, v in honest["max_scores"].items() if honest["scores"].get(k) is not None}
-    assert {k: honest["scores"][k] for k in auto} == auto, honest["messages"]
+def test_answer_keys_earn_nothing(graded_keys, assignment):
+    rule_set, routes, results = graded_keys[assignment]
+    keys = results["keys"]
+    unruled = {t for t, v in keys["max_scores"].items() if keys["scores"].get(t) is not None} - {
+        t for r in rule_set.values() for t in r.tests} - set(rule_set)
+    # the honest code behind each route runs: tests no rule names keep their marks
+    assert all(keys["scores"][t] == keys["max_scores"][t] for t in unruled), {t: keys["scores"][t] for t in unruled}
     ruled = {t for r in rule_set.values() for t in r.tests}
     assert all(keys["scores"][t] == 0 for t in ruled), {t: keys["scores"][t] for t in ruled}
-    for gid, r in rule_set.items():
-        assert any(f"answer {gid!r} uses" in m and r.forbid[0] in m for m in keys["messages"]), (gid, keys["messages"])
+    for gid, (route, _, fragments) in routes.items():
+        assert any(m.startswith(f"answer {gid!r} ") and "it earns nothing in" in m and any(f in m for f in fragments)
+                   for m in keys["messages"]), (
+            gid, route, fragments, keys["messages"])
     if "run-time" in results:
         rt = results["run-time"]
         assert all(rt["scores"][t] == 0 for t in ruled), {t: rt["scores"][t] for t in ruled}

@@ -40,18 +40,22 @@ def _get(url: str, token: str, timeout: float = 10):
 
 
 @contextlib.contextmanager
-def running_lab(home: Path):
-    """Start `jupyter lab` on assignments/; yields (base URL, token); always stops it."""
+def running_lab(home: Path, launcher: list[str] | None = None, cwd: Path = ROOT, env: dict | None = None,
+                startup: float = 90):
+    """Start JupyterLab; yields (base URL, token); always stops it.
+
+    ``launcher``: the command that starts it (default ``python -m jupyter lab --ServerApp.root_dir=
+    assignments/``); the server options (loopback, free port, token) are appended."""
     port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(home / "runtime"), MPLBACKEND="Agg")
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={ROOT / 'assignments'}", "--allow-root"]
+    env = dict(os.environ if env is None else env, JUPYTER_RUNTIME_DIR=str(home / "runtime"), MPLBACKEND="Agg")
+    launcher = launcher or [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={ROOT / 'assignments'}"]
+    cmd = [*launcher, "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--allow-root"]
     log = open(home / "server.log", "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + startup
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"jupyter lab exited ({proc.returncode}):\n{(home / 'server.log').read_text()}")
@@ -61,7 +65,7 @@ def running_lab(home: Path):
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter lab did not answer within 90 s:\n{(home / 'server.log').read_text()}")
+                raise RuntimeError(f"jupyter lab did not answer within {startup:g} s:\n{(home / 'server.log').read_text()}")
             time.sleep(0.5)
         yield base, token
     finally:

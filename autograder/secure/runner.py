@@ -236,19 +236,14 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
 
 
 def _static_rule_check(plan: dict, plan_rules: dict) -> dict[str, str]:
-    """Answer id -> first violation found in its source (cnnlab.rules.check_source), with the
+    """Answer id -> first violation found in its source (cnnlab.rules.check_answers), with the
     import aliases of every code cell of the submission."""
     if not plan_rules:
         return {}
     from cnnlab import rules
-    aliases = rules.notebook_aliases(s.get("src", "") for s in plan["steps"])
-    out = {}
-    for step in plan["steps"]:
-        if step["kind"] in ("student", "answer") and step["id"] in plan_rules:
-            found = rules.check_source(step["src"], plan_rules[step["id"]]["forbid"], aliases)
-            if found:
-                out[step["id"]] = found[0]
-    return out
+    answers = {s["id"]: s["src"] for s in plan["steps"] if s["kind"] in ("student", "answer")}
+    return rules.check_answers(answers, {g: r["forbid"] for g, r in plan_rules.items()},
+                               (s.get("src", "") for s in plan["steps"]))
 
 
 def _apply_rules(result: dict, plan_rules: dict, static: dict, runtime: dict) -> None:
@@ -256,6 +251,7 @@ def _apply_rules(result: dict, plan_rules: dict, static: dict, runtime: dict) ->
     message names the answer, the API and the tests."""
     if not plan_rules:
         return
+    from cnnlab import rules
     broke = dict(static)
     if "*" in runtime:
         for gid in plan_rules:
@@ -270,7 +266,7 @@ def _apply_rules(result: dict, plan_rules: dict, static: dict, runtime: dict) ->
             if result["scores"][t]:
                 result["scores"][t] = 0.0
         result["rules"][gid] = broke[gid]
-        result["messages"].append(f"answer {gid!r} {broke[gid]}: it earns nothing in {', '.join(tests) or 'its tests'}")
+        result["messages"].append(rules.broken_message(gid, broke[gid], tests))
         for entry in result["cells"]:
             if entry["id"] in tests and entry.get("status") == "ok":
                 entry["status"] = "error"

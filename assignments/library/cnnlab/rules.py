@@ -310,6 +310,35 @@ def check_source(src: str, forbid, aliases: dict[str, str] | None = None) -> lis
     return list(found.values())
 
 
+def check_answers(answers: dict[str, str], forbid: dict[str, list[str]], sources=()) -> dict[str, str]:
+    """Static check of a whole notebook: ``{answer grade id: its first violation}``.
+
+    The one static check both ``grade secure`` and the student's own check (:mod:`cnnlab.selfcheck`)
+    apply, so they agree on every answer.
+
+    Args:
+        answers: ``{grade id: source}`` of the notebook's answer cells (str -> str).
+        forbid: ``{grade id: forbidden dotted names}`` (a :func:`load` result's ``forbid`` lists).
+        sources: the source of every code cell of the notebook (iterable of str), for import aliases.
+    """
+    aliases = notebook_aliases(sources)
+    out = {}
+    for gid, src in answers.items():
+        if gid in forbid:
+            found = check_source(src, forbid[gid], aliases)
+            if found:
+                out[gid] = found[0]
+    return out
+
+
+def broken_message(answer: str, violation: str, tests) -> str:
+    """The message for an answer that broke its rules, the same in grading and in the self-check:
+    ``answer 'conv_forward' uses torch, which this exercise forbids (torch): it earns nothing in
+    test_conv_forward``."""
+    tests = list(tests)
+    return f"answer {answer!r} {violation}: it earns nothing in {', '.join(tests) or 'its tests'}"
+
+
 class Monitor:
     """Runtime check in the process that runs student code: calls made from answer code.
 
