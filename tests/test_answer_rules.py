@@ -51,6 +51,20 @@ def test_rules_name_real_answers_and_tests_and_the_release_has_them(assignment):
     assert released.read_bytes() == (ROOT / "solutions" / assignment / rules.RULES_FILE).read_bytes()
 
 
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_notebook_explains_the_edition_and_its_rules(assignment):
+    # the release's own words: the student edition, every default entry of rules.toml, the check
+    release = nbformat.read(next((ROOT / "assignments" / assignment).glob("*.ipynb")), as_version=4)
+    cell = next((c for c in release.cells if c.get("id") == "library_and_rules"), None)
+    assert cell is not None and cell.cell_type == "markdown", f"{assignment}: no 'library_and_rules' cell"
+    import tomllib
+    forbid = tomllib.loads((ROOT / "solutions" / assignment / rules.RULES_FILE).read_text())["defaults"]["forbid"]
+    missing = [f for f in forbid if f"`{f}`" not in cell.source]
+    assert not missing, f"{assignment}: the notebook does not name {missing}, which its rules.toml forbids"
+    for phrase in ("student edition", "rules.toml", "earns nothing", "python3 course.py check"):
+        assert phrase in cell.source, (assignment, phrase)
+
+
 @pytest.mark.parametrize("text, message", [
     ("[defaults]\nforbid = 'torch'\n", "must be a list of dotted names"),
     ("[answers.a]\nallow = ['torch']\n", "which \\[defaults\\] does not forbid"),
