@@ -5,9 +5,12 @@ Needs only python3. The first call creates a virtual environment in ``.venv/`` a
 ``cnnlab`` with its development extras (``pip install -e .[dev]``); later calls reuse it and
 reinstall only when ``pyproject.toml`` changed.
 
-    python3 run.py lab            # JupyterLab on assignments/, as students get it (student edition of cnnlab)
-    python3 run.py lab --instructor   # the whole course with the full library
+    python3 run.py lab            # the student's lab: a copy of assignments/ in student_work/, the
+                                  # student edition of cnnlab, no instructor tools
+    python3 run.py lab --instructor   # the instructor's lab: the whole course, the full library,
+                                  # nbgrader's Create Assignment and Formgrader for this course
     python3 run.py check [NOTEBOOK ...]   # the student's check (cnnlab.selfcheck) under the student edition
+                                  # (default: student_work/, else assignments/)
     python3 run.py test [ARGS]    # the whole test suite (pytest ARGS are passed through)
     python3 run.py bench [ARGS]   # the benchmarks (see benchmarks/README.md)
     python3 run.py python [ARGS]  # the environment's python, e.g. to run a script
@@ -66,6 +69,47 @@ def _env() -> dict:
     return env
 
 
+STUDENT_WORK = ROOT / "student_work"
+PROFILES = {"student": ROOT / "autograder" / "student" / "jupyter",
+            "instructor": ROOT / "autograder" / "instructor" / "jupyter"}
+
+
+def student_copy(work: Path = STUDENT_WORK) -> Path:
+    """The student's working copy of the release: each assignment's files copied into ``work``
+    when missing there (a file already there is the student's and is never overwritten)."""
+    import shutil
+    for folder in sorted((ROOT / "assignments").iterdir()):
+        if not folder.is_dir() or folder.name == "library":
+            continue
+        for src in folder.iterdir():
+            dest = work / folder.name / src.name
+            if src.is_file() and not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+    return work
+
+
+def lab_invocation(instructor: bool, env: dict, work: Path = STUDENT_WORK) -> tuple[list[str], Path, dict]:
+    """``(command, working directory, environment)`` of the student's or the instructor's lab.
+
+    Student: JupyterLab on :func:`student_copy`, the student edition first on the kernel's path,
+    the student profile (autograder/student/jupyter: no Create Assignment, no Formgrader, no
+    course list, no news prompt). Instructor: the whole repository with the full library, run
+    from autograder/ so that nbgrader's Formgrader reads this course's nbgrader_config.py."""
+    env = dict(env)
+    env.pop("MPLBACKEND", None)
+    profile = PROFILES["instructor" if instructor else "student"]
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(filter(None, [str(profile), env.get("JUPYTER_CONFIG_PATH")]))
+    if instructor:
+        folder, cwd = ROOT, ROOT / "autograder"
+    else:
+        folder, cwd = student_copy(work), ROOT
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "assignments" / "library"),
+                                                          env.get("PYTHONPATH")]))
+    return ([str(PY), "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder}",
+             "--MappingKernelManager.default_kernel_name=python3"], cwd, env)
+
+
 def main(argv: list[str]) -> int:
     cmd, args = (argv[0], argv[1:]) if argv else ("help", [])
     if cmd in ("help", "-h", "--help"):
@@ -78,20 +122,13 @@ def main(argv: list[str]) -> int:
     env = _env()
     if cmd == "setup":
         return 0
-    student_path = os.pathsep.join(filter(None, [str(ROOT / "assignments" / "library"), env.get("PYTHONPATH")]))
     if cmd == "check":   # what `python3 course.py check` does in the student bundle
-        env["PYTHONPATH"] = student_path
-        return subprocess.call([str(PY), "-m", "cnnlab.selfcheck", *(args or ["assignments"])], cwd=ROOT, env=env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "assignments" / "library"), env.get("PYTHONPATH")]))
+        default = STUDENT_WORK if STUDENT_WORK.is_dir() else ROOT / "assignments"
+        return subprocess.call([str(PY), "-m", "cnnlab.selfcheck", *(args or [str(default)])], cwd=ROOT, env=env)
     if cmd == "lab":
-        env.pop("MPLBACKEND")
-        if "--instructor" in args:   # the instructor's preview: the whole course, the full library
-            args = [a for a in args if a != "--instructor"]
-            folder = ROOT
-        else:   # as students get it: the release, and the student edition of cnnlab first on sys.path
-            folder = ROOT / "assignments"
-            env["PYTHONPATH"] = student_path
-        return subprocess.call([str(PY), "-m", "jupyter", "lab", f"--notebook-dir={folder}", *args],
-                               cwd=ROOT, env=env)
+        command, cwd, env = lab_invocation("--instructor" in args, env)
+        return subprocess.call(command + [a for a in args if a != "--instructor"], cwd=cwd, env=env)
     if cmd == "test":
         # Tests run in parallel workers: one BLAS/OpenMP thread each avoids oversubscription
         # (tiny matrix products are ~30x slower with contended OpenBLAS threads).

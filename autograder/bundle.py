@@ -6,6 +6,7 @@
     cnnlab-student/
       README.md            two commands: open the course, check your work
       course.py            the launcher (needs only python3: creates .venv on first use)
+      jupyter/             the student's lab profile (no instructor tools, no news prompt)
       requirements.txt     the course's packages (from pyproject.toml: dependencies + [course])
       assignments/<id>/    the released notebooks and rules.toml (from assignments/, as released)
       library/cnnlab/      the student edition of the library (autograder/edition.py), WITHHELD.json
@@ -99,6 +100,7 @@ def build(root=None, out=None) -> tuple[Path, Path]:
         edition.build(root, out=staging / "library")
         for name in ("README.md", "course.py"):
             shutil.copyfile(TEMPLATES / name, staging / name)
+        shutil.copytree(TEMPLATES / "jupyter", staging / "jupyter")   # the student's lab profile
         (staging / "course.py").chmod(0o755)
         (staging / "requirements.txt").write_text(
             "# the course's packages (pyproject.toml: dependencies and the [course] extra)\n"

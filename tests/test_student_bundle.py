@@ -128,8 +128,11 @@ def test_zip_holds_exactly_the_folder(built):
 
 def test_bundle_is_the_release_the_student_edition_and_the_two_commands(built, tmp_path):
     folder, _ = built
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "assignments", "course.py", "library",
-                                                          "requirements.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "assignments", "course.py", "jupyter",
+                                                          "library", "requirements.txt"]
+    profile = {p.relative_to(folder / "jupyter"): p.read_bytes() for p in (folder / "jupyter").rglob("*") if p.is_file()}
+    assert profile == {p.relative_to(ROOT / "autograder" / "student" / "jupyter"): p.read_bytes()
+                       for p in (ROOT / "autograder" / "student" / "jupyter").rglob("*") if p.is_file()}
     assert sorted(p.name for p in (folder / "assignments").iterdir()) == ASSIGNMENTS
     for a in ASSIGNMENTS:
         released = {p.name: p.read_bytes() for p in (ROOT / "assignments" / a).iterdir() if p.is_file()}
@@ -288,3 +291,7 @@ def test_lab_command_opens_the_course(installed):
         specs = json.loads(_get(f"{base}/api/kernelspecs", token)[1])
         assert specs["kernelspecs"]["python3"]["spec"]["display_name"] == "Python 3 (cnnlab)"
         assert Path(specs["kernelspecs"]["python3"]["spec"]["argv"][0]).parent == folder / ".venv" / "bin"
+        assert specs["default"] == "python3"
+        page = _get(f"{base}/lab", token)[1]
+        config = json.loads(re.search(r'<script id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.S).group(1))
+        assert {"@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader"} <= set(config["disabledExtensions"])

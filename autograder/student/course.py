@@ -59,9 +59,10 @@ def main(argv: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(VENV)
-    if cmd == "lab":
-        return subprocess.call([str(PY), "-m", "jupyter", "lab", f"--notebook-dir={HERE / 'assignments'}", *args],
-                               cwd=HERE, env=env)
+    if cmd == "lab":   # the student's profile: no instructor tools, no news prompt, the course's kernel
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(filter(None, [str(HERE / "jupyter"), env.get("JUPYTER_CONFIG_PATH")]))
+        return subprocess.call([str(PY), "-m", "jupyter", "lab", f"--ServerApp.root_dir={HERE / 'assignments'}",
+                                "--MappingKernelManager.default_kernel_name=python3", *args], cwd=HERE, env=env)
     env.setdefault("MPLBACKEND", "Agg")
     paths = [a if a.startswith("-") else str(Path(a).resolve()) for a in args]
     if not any(not a.startswith("-") for a in args):
