@@ -1,7 +1,9 @@
 """Every notebook of the course, automatically for future assignments too:
 
-- each solution notebook passes `nbgrader validate` (all its tests, hidden ones included);
-- each released notebook fails it (`--invert`: no test passes before the student works);
+- on every assignment, the solution's answers pass all tests (hidden ones included) and the
+  release passes none: checked by tests/test_course_pipeline.py with plain nbgrader (student
+  "full": every point, student "blank": none), which executes those notebooks anyway; here the
+  `grade validate` command itself is checked both ways on the first assignment;
 - each solution notebook runs under nbval in lax mode (`pytest --nbval-lax`): every cell must
   run without error, and cells marked `# NBVAL_CHECK_OUTPUT` must reproduce their committed output;
 - solution notebooks are committed executed, without errors (their outputs are what lax mode
@@ -46,16 +48,12 @@ def test_solution_committed_executed(path):
     assert not errors, f"{path.name}: cells {errors} have error outputs"
 
 
-@pytest.mark.parametrize("path", SOLUTIONS, ids=_ids(SOLUTIONS))
-def test_solution_validates(path):
-    results = grade.validate(path)
-    assert results == {}, f"{path.name} fails nbgrader validate: {results}"
-
-
-@pytest.mark.parametrize("path", RELEASED, ids=_ids(RELEASED))
-def test_release_fails_every_test(path):
-    results = grade.validate(path, invert=True)
-    assert results == {}, f"{path.name}: these test cells pass before any work: {results}"
+def test_validate_command_both_ways():
+    solution, release = SOLUTIONS[0], ROOT / "assignments" / SOLUTIONS[0].relative_to(ROOT / "solutions")
+    assert grade.validate(solution) == {}, f"{solution.name} fails nbgrader validate"
+    assert grade.validate(release, invert=True) == {}, f"{release.name}: test cells pass before any work"
+    assert grade.validate(release) != {}, "validate must report the release's failing tests"
+    assert grade.validate(solution, invert=True) != {}, "--invert must report the solution's passing tests"
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=_ids(SOLUTIONS))
