@@ -89,19 +89,21 @@ def student_copy(work: Path = STUDENT_WORK) -> Path:
     return work
 
 
-def lab_invocation(instructor: bool, env: dict, work: Path = STUDENT_WORK) -> tuple[list[str], Path, dict]:
+def lab_invocation(instructor: bool, env: dict, work: Path = STUDENT_WORK,
+                   root: Path = ROOT) -> tuple[list[str], Path, dict]:
     """``(command, working directory, environment)`` of the student's or the instructor's lab.
 
     Student: JupyterLab on :func:`student_copy`, the student edition first on the kernel's path,
     the student profile (autograder/student/jupyter: no Create Assignment, no Formgrader, no
     course list, no news prompt). Instructor: the whole repository with the full library, run
-    from autograder/ so that nbgrader's Formgrader reads this course's nbgrader_config.py."""
+    from autograder/ so that nbgrader's Formgrader reads this course's nbgrader_config.py.
+    ``root``: the course the instructor's lab opens (default this repository; tests use a copy)."""
     env = dict(env)
     env.pop("MPLBACKEND", None)
     profile = PROFILES["instructor" if instructor else "student"]
     env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(filter(None, [str(profile), env.get("JUPYTER_CONFIG_PATH")]))
     if instructor:
-        folder, cwd = ROOT, ROOT / "autograder"
+        folder, cwd = root, root / "autograder"
     else:
         folder, cwd = student_copy(work), ROOT
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "assignments" / "library"),

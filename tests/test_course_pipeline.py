@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import re
 import shutil
 from pathlib import Path
@@ -256,14 +257,43 @@ def grade_class(root: Path, inbox: Path, assignment: str) -> dict:
     grade.autograde(assignment, root=root, unsafe=True)
     plain = grade.scores(assignment, root)
     noisy = nbformat.read(root / "autograder" / "autograded" / "broken" / assignment / nb_paths[0].name, as_version=4)
+    # What the student's check_all() cell said in each kernel (the hardened run rewrites these files).
+    checked = {s: check_all_verdicts(nbformat.read(root / "autograder" / "autograded" / s / assignment / nb_paths[0].name,
+                                                   as_version=4)) for s in students}
     # Then the default, hardened path, which replaces them in the gradebook.
     grade.autograde(assignment, root=root, workers=1)
     grade.feedback(assignment, root=root)
     with open(grade.export(root=root), newline="") as fh:
         rows = list(csv.DictReader(fh))
+    secure = json.loads((root / "autograder" / "secure_graded" / assignment / "results.json").read_text())
+    graded_visible = {s: {c["id"]: (c["visible"], c.get("visible_error")) for c in
+                          secure[s]["notebooks"][nb_paths[0].name]["cells"] if "visible" in c} for s in students}
     return dict(root=root, collected=collected, rows=rows, expected=expected, points=points, tests=tests,
                 notebook=nb_paths[0].stem, source=source, scores=grade.scores(assignment, root), plain=plain,
-                noisy=noisy)
+                noisy=noisy, checked=checked, graded_visible=graded_visible)
+
+
+_VERDICT = re.compile(r"^  (ok|FAIL|not run)\s+(\S+)\s+[\d.]+ / [\d.]+(?:   (.*))?$")
+
+
+def check_all_verdicts(nb) -> dict[str, tuple[str, str | None]]:
+    """``{test id: (status, first line of the message)}`` from the output of the ``check_all()`` cell."""
+    cell = next(c for c in nb.cells if c.get("id") == "check-all")
+    text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+    errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+    assert text.startswith("check_all():") and not errors, f"check_all() did not report: {text!r} {errors}"
+    return {m[2]: (m[1], m[3]) for m in map(_VERDICT.match, text.splitlines()) if m}
+
+
+def test_check_all_line_format():
+    from nbformat.v4 import new_notebook, new_output
+    cell = new_code_cell("check_all()", outputs=[new_output("stream", name="stdout", text=(
+        "check_all(): a.ipynb\n  ok      test_a                       2 / 2\n"
+        "  FAIL    test_b                       0 / 1.5   AssertionError: b (2, 3): out differs\n"
+        "  not run test_c                       0 / 1\n  visible tests: 2 / 4.5 points\n"))])
+    cell.id = "check-all"
+    assert check_all_verdicts(new_notebook(cells=[cell])) == {
+        "test_a": ("ok", None), "test_b": ("FAIL", "AssertionError: b (2, 3): out differs"), "test_c": ("not run", None)}
 
 
 # One test per assignment (a module fixture shared by several tests would be rebuilt on every
@@ -287,6 +317,19 @@ def test_simulated_class(assignment, tmp_path, monkeypatch):
     answer_cells = [gid for gid in g["points"] if gid not in g["tests"]]
     for s in students:   # autograded answer cells and manual ones: the same in both
         assert {a: g["scores"][s][a] for a in answer_cells} == {a: g["plain"][s][a] for a in answer_cells}, s
+
+    # The student's check_all() and the hardened grader agree on every visible test, for every
+    # student (the same verdict, and for a failure the same message).
+    for s in students:
+        graded = {}
+        for test, (status, error) in g["graded_visible"][s].items():
+            first = error.splitlines()[0] if error else None
+            if first and first.startswith("NotImplementedError"):
+                first = "not written yet: the answer still raises NotImplementedError"
+            graded[test] = ("ok", None) if status == "ok" else ("FAIL", first)
+        assert set(graded) == set(g["tests"]), s
+        assert g["checked"][s] == graded, f"{s}: check_all() and grade secure disagree on the visible tests"
+    assert any(v[0] == "FAIL" for v in g["checked"]["blank"].values())
 
     noisy = g["noisy"]
     test_cells = [c for c in noisy.cells if _grade_id(c) in g["tests"] and g["expected"]["broken"][_grade_id(c)]]

@@ -207,6 +207,8 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
                 left = max(cell_deadline[0] - time.monotonic(), 0.05)
                 signal.setitimer(signal.ITIMER_REAL, left + 0.5)
                 before = {k: id(v) for k, v in ns.items()}
+                if kind == "test":
+                    entry["visible"] = "ok"   # the verdict of the cell's visible part (cnnlab.check)
                 try:
                     _run_source(step["src"], ns)
                     if kind == "test":
@@ -215,6 +217,9 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
                     if isinstance(exc, KeyboardInterrupt):
                         raise
                     entry["status"], entry["error"] = "error", _error_text(exc)
+                    from cnnlab import check
+                    if kind == "test" and check.failed_visibly(step["src"], exc):
+                        entry["visible"], entry["visible_error"] = "error", check.error_text(exc)
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)
                     if kind == "test" and _run_source.last_output:
@@ -271,6 +276,9 @@ def _apply_rules(result: dict, plan_rules: dict, static: dict, runtime: dict) ->
             if entry["id"] in tests and entry.get("status") == "ok":
                 entry["status"] = "error"
                 entry["error"] = f"RuleBroken: answer {gid!r} {broke[gid]}"
+            if entry["id"] in tests and entry.get("visible") == "ok":
+                entry["visible"] = "error"
+                entry["visible_error"] = f"RuleBroken: {result['messages'][-1]}"
 
 
 def main(argv=None) -> int:
