@@ -150,6 +150,9 @@ def test_student_fills_an_answer_checks_it_breaks_it_and_validates(browser, stud
         assert "compute_output_size(32, 5, stride=1, pad=2) = 28, expected 32" in text and "hint:" in text
 
         page.keyboard.press("Control+S")
+        # Validate saves too: wait until this save is done, or the two race ("File Changed" dialog)
+        page.wait_for_function("() => !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')")
+        page.wait_for_timeout(1000)
         page.get_by_role("button", name="Validate").click()
         dialog = page.locator(".jp-Dialog")
         dialog.wait_for()
