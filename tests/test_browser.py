@@ -221,6 +221,10 @@ def test_instructor_grades_a_written_answer_in_formgrader_and_exports_both(brows
         frame.get_by_role("link", name="Submission #1").click()
         score = frame.locator("input#written_answer")
         score.wait_for()
+        # The score field is in the HTML before formgrade.js has fetched the grades and bound its
+        # save-on-change view; a value typed before that is lost (seen on a busy CI machine).
+        score.element_handle().owner_frame().wait_for_function(
+            "() => window.formgrader && formgrader.grades && formgrader.grades.loaded === true")
         with page.expect_response(lambda r: "/formgrader/api/grade/" in r.url and r.request.method == "PUT"
                                   and r.ok):
             score.fill("1.5")
