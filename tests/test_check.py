@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cnnlab import check
-from cnnlab.expect import expect_array
+from cnnlab.expect import expect_array, expect_value
 
 ROOT = Path(__file__).resolve().parents[1]
 A1 = ROOT / "assignments" / "01_convolution"
@@ -76,6 +76,33 @@ def test_expect_array_messages_name_the_case_the_shapes_the_error_and_a_hint():
     assert "nan or inf" in _message("out", want * np.nan, want, case=case)
     m = _message("cols", np.array([[1, 2], [3, 5]]), np.array([[1, 2], [3, 4]]), case=case, exact=True)
     assert "at 1 of 4 entries, first at index (1, 1): got 5, expected 4" in m
+
+
+def _value_message(*args, **kw) -> str:
+    with pytest.raises(AssertionError) as info:
+        expect_value(*args, **kw)
+    return str(info.value)
+
+
+def test_expect_value_messages_name_the_call_what_came_back_what_was_expected_and_a_hint():
+    expect_value("f(3)", 7, 7)
+    expect_value("f(3)", 7.0, 7)                              # an integral float is the same count
+    expect_value("f(3)", [96, 55, 55], (96, 55, 55))          # a list for a tuple
+    expect_value("f(3)", 1 / 3 + 1e-12, 1 / 3)                # floats: relative tolerance 1e-9
+    expect_value("f(3)", {"params": 34_944, "other": 1}, {"params": 34_944})
+    assert _value_message("f(3)", 5, 7, oracle="the lecture", hint="add K - 1 per layer") == \
+        "f(3) = 5, expected 7 (the lecture)\n  hint: add K - 1 per layer"
+    assert _value_message("f(3)", 105_415_201, 105_415_200) == "f(3) = 105,415,201, expected 105,415,200"
+    assert _value_message("f(3)", None, 7).startswith("f(3) returned None, expected 7")
+    assert "(a float), expected the int 7" in _value_message("f(3)", 7.5, 7) and "//" in _value_message("f(3)", 7.5, 7)
+    assert _value_message("f(3)", "7", 7).startswith("f(3) = '7' (a str), expected the int 7")
+    assert _value_message("f(3)", (1, 2), (1, 3)) == "f(3) = (1, 2), expected (1, 3)"
+    assert _value_message("f(3)", (1, 2, 3), (1, 2)).startswith("f(3) has 3 values, expected 2")
+    assert _value_message("f(3)", 0.3, 1 / 3, rel=1e-6) == "f(3) = 0.3, expected 0.333333"
+    assert _value_message("c", {"params": 1, "flops": 2}, {"params": 1, "flops": 3}, hint="h") == \
+        "c: flops = 2, expected 3\n  hint: h"
+    assert _value_message("c", {"params": 1}, {"flops": 3}).startswith("c: the dict has no key 'flops'")
+    assert _value_message("c", [1], {"flops": 3}).startswith("c returned a list, expected a dict")
 
 
 # A student's session in a real kernel: the release's cells up to conv_forward's check, with a
