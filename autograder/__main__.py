@@ -15,8 +15,13 @@
                                        scores, autograded notebooks and feedback as nbgrader's;
                                        --unsafe: plain nbgrader (student code and tests in one kernel)
     secure ASSIGNMENT [--workers N] [--student S] [--submissions DIR] [--out DIR] [--no-gradebook]
-                                       the hardened grader alone: reports in
-                                       autograder/secure_graded/ (see autograder/README.md)
+           [--scheduler tcp://HOST:PORT] the hardened grader alone: reports in
+                                       autograder/secure_graded/ (see autograder/README.md);
+                                       --scheduler: grade on that Dask cluster's workers
+                                       (tls://HOST:PORT with --tls-ca-file/--tls-cert/--tls-key)
+    scheduler [--host H] [--port P]    a Dask scheduler for `secure --scheduler` (default port 8786)
+    worker SCHEDULER [--nthreads N]    a Dask worker that grades with this checkout (every worker
+                                       machine: same checkout, same commit; hash checked per job)
     feedback ASSIGNMENT [--student S]  HTML feedback in autograder/feedback/
     export [--to FILE]                 grades as CSV (default autograder/exports/grades.csv)
     validate PATH [--invert]           run a notebook's tests (--invert: all must fail)
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import grade
 
@@ -60,12 +66,31 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--student")
     s.add_argument("--unsafe", action="store_true",
                    help="plain nbgrader: student code and tests in one kernel (a submission can fake its marks)")
-    s = sub.add_parser("secure", parents=[common, limits], help="the hardened grader alone (reports)")
+    tls = argparse.ArgumentParser(add_help=False)
+    tls.add_argument("--tls-ca-file", help="TLS: the CA certificate(s), PEM (with --tls-cert and --tls-key)")
+    tls.add_argument("--tls-cert", help="TLS: this machine's certificate, PEM")
+    tls.add_argument("--tls-key", help="TLS: this machine's private key, PEM")
+    s = sub.add_parser("secure", parents=[common, limits, tls], help="the hardened grader alone (reports)")
     s.add_argument("assignment")
     s.add_argument("--student")
     s.add_argument("--submissions", help="folder of <student>/<assignment>/ (default autograder/submitted)")
     s.add_argument("--out", help="reports folder (default autograder/secure_graded/<assignment>)")
     s.add_argument("--no-gradebook", action="store_true", help="do not record scores in the gradebook")
+    s.add_argument("--scheduler", help="grade on this Dask cluster: tcp://HOST:PORT, tls://HOST:PORT or a "
+                   "scheduler file (see autograder/README.md, 'Grading on a Dask cluster')")
+    s.add_argument("--retries", type=int, default=2, help="with --scheduler: tries again of a task that failed (default 2)")
+    s = sub.add_parser("scheduler", parents=[common, tls], help="run a Dask scheduler for secure --scheduler")
+    s.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    s.add_argument("--port", type=int, default=8786, help="port (default 8786; 0: any free port)")
+    s.add_argument("--scheduler-file", help="also write the address to this JSON file")
+    s.add_argument("--idle-timeout", type=float, help="stop after this many seconds without clients or tasks")
+    s = sub.add_parser("worker", parents=[common, tls], help="run a Dask worker that grades with this checkout")
+    s.add_argument("scheduler", help="the scheduler: tcp://HOST:PORT, tls://HOST:PORT or a scheduler file")
+    s.add_argument("--nthreads", type=int, default=1,
+                   help="submissions graded at once (default 1; about one per core)")
+    s.add_argument("--name", help="the worker's name (default: chosen by dask)")
+    s.add_argument("--no-nanny", action="store_true", help="no nanny process (nothing restarts a lost worker)")
+    s.add_argument("--death-timeout", type=float, help="stop when the scheduler is unreachable this many seconds")
     s = sub.add_parser("export", parents=[common], help="grades as CSV")
     s.add_argument("--to")
     s = sub.add_parser("validate", parents=[common], help="run a notebook's tests")
@@ -100,12 +125,20 @@ def main(argv: list[str] | None = None) -> int:
             results = grade.autograde_secure(
                 a.assignment, a.student, a.root, a.db, workers=a.workers, submissions=a.submissions,
                 out=a.out, gradebook=not a.no_gradebook, cell_timeout=a.cell_timeout,
-                notebook_timeout=a.notebook_timeout, memory_mb=a.memory_mb)
+                notebook_timeout=a.notebook_timeout, memory_mb=a.memory_mb, scheduler=a.scheduler,
+                tls_ca_file=a.tls_ca_file, tls_cert=a.tls_cert, tls_key=a.tls_key, retries=a.retries)
             for student, r in sorted(results.items()):
                 print(f"{student}: {r['total']:g} / {r['max_total']:g}"
                       + "".join(f"\n    - {m}" for m in r["messages"]))
             first = next(iter(results.values()), {})
             print(f"isolation: {', '.join(first.get('isolation', []))}")
+            batch = first.get("batch", {})
+            if a.scheduler and batch:
+                print(f"cluster {batch['scheduler']}: {batch['workers']} worker thread(s) graded")
+                for address, why in sorted(batch.get("refused", {}).items()):
+                    print(f"refused worker {address}: {why}")
+        elif a.command in ("scheduler", "worker"):
+            return _dask(a)
         elif a.command == "feedback":
             print(f"feedback -> {grade.feedback(a.assignment, a.student, a.root, a.db)}")
         elif a.command == "export":
@@ -123,6 +156,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _dask(a) -> int:
+    """``scheduler`` / ``worker``: replace this process by dask's own command (same pid, signals)."""
+    import os
+
+    from .secure import batch, cluster
+
+    tls = dict(tls_ca_file=a.tls_ca_file, tls_cert=a.tls_cert, tls_key=a.tls_key)
+    if a.command == "scheduler":
+        extra = ["--idle-timeout", f"{a.idle_timeout}s"] if a.idle_timeout else []
+        argv = cluster.scheduler_command(a.host, a.port, scheduler_file=a.scheduler_file, extra=extra, **tls)
+        env = dict(os.environ)
+    else:
+        env = {batch.ROOT_ENV: str(Path(a.root).resolve())} if a.root else {}
+        extra = ["--death-timeout", f"{a.death_timeout}s"] if a.death_timeout else []
+        argv, env = cluster.worker_command(a.scheduler, nthreads=a.nthreads, name=a.name, nanny=not a.no_nanny,
+                                           env=env, extra=extra, **tls)
+        os.environ.update(env)   # this checkout's hashes, as the worker will compute them
+        from .course import assignment_ids
+        root = batch.course_root()
+        print(f"grading worker: course checkout {root}", flush=True)
+        for name in assignment_ids(root):
+            print(f"  {name}: {batch.checkout_digest(root, name)['hash']}", flush=True)
+    os.execve(argv[0], argv, env)
+    return 0   # not reached
 
 
 if __name__ == "__main__":

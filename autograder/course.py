@@ -16,7 +16,8 @@ __all__ = ["COURSE_ID", "DB_ENV", "DIRECTORIES", "default_root", "db_url", "assi
 COURSE_ID = "cnnlab"
 
 #: Environment variable that overrides the gradebook (any SQLAlchemy URL, e.g.
-#: ``postgresql://grader@dbhost/cnnlab`` when several graders share one gradebook).
+#: ``postgresql://grader@dbhost/cnnlab`` when several graders share one gradebook; see
+#: :mod:`autograder.gradebook` for the URL forms and their checks).
 DB_ENV = "CNNLAB_GRADEBOOK_URL"
 
 #: nbgrader step -> directory relative to the course root.
@@ -37,10 +38,16 @@ def default_root() -> Path:
 
 
 def db_url(root: str | os.PathLike | None = None) -> str:
-    """The gradebook URL: ``$CNNLAB_GRADEBOOK_URL`` if set, else ``sqlite:///<root>/autograder/gradebook.db``."""
+    """The gradebook URL: ``$CNNLAB_GRADEBOOK_URL`` if set, else ``sqlite:///<root>/autograder/gradebook.db``.
+
+    A plain ``postgresql://`` (or ``postgres://``) URL comes back as ``postgresql+psycopg://``, the
+    driver the ``postgres`` extra installs (:func:`autograder.gradebook.normalize_url`); the URL is
+    not checked here (:func:`autograder.gradebook.check_url` does that).
+    """
     url = os.environ.get(DB_ENV, "").strip()
     if url:
-        return url
+        from .gradebook import normalize_url
+        return normalize_url(url)
     root = Path(root) if root is not None else default_root()
     return "sqlite:///" + str((root / "autograder" / "gradebook.db").resolve())
 

@@ -7,7 +7,6 @@ hand-typed ``nbgrader`` command behave the same. ``root`` defaults to the reposi
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from . import edition
 from .course import DB_ENV, DIRECTORIES, assignment_ids, db_url, default_root
+from .gradebook import check_url, knows_assignment, open_gradebook
 
 __all__ = ["nbgrader", "release", "collect", "autograde", "autograde_secure", "feedback", "export",
            "validate", "scores"]
@@ -41,6 +41,8 @@ def nbgrader(args: list[str], root=None, db: str | None = None,
     env = dict(os.environ, **(env or {}))
     if db:
         env[DB_ENV] = db
+    # A gradebook that cannot be used stops here with a clear message (never a fallback to SQLite).
+    check_url(env.get(DB_ENV, "").strip() or db_url(root))
     env.setdefault("MPLBACKEND", "Agg")
     # nbgrader runs the `alembic` script of this environment to set up the gradebook.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -130,28 +132,14 @@ def _looks_like_student(path: Path) -> bool:
     return any(p.is_dir() and any(p.glob("*.ipynb")) for p in path.iterdir())
 
 
-@contextlib.contextmanager
 def _gradebook(url: str):
-    """nbgrader's Gradebook, with this environment's ``alembic`` script (run by nbgrader) on PATH."""
-    from nbgrader.api import Gradebook
-
-    old = os.environ.get("PATH", "")
-    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), old])
-    try:
-        with Gradebook(url) as gb:
-            yield gb
-    finally:
-        os.environ["PATH"] = old
+    """nbgrader's Gradebook on ``url``, checked first (:func:`autograder.gradebook.open_gradebook`)."""
+    return open_gradebook(url)
 
 
 def _in_gradebook(assignment: str, root: Path, db: str | None) -> bool:
-    from nbgrader.api import MissingEntry
-
-    try:
-        with _gradebook(db or db_url(root)) as gb:
-            return len(gb.find_assignment(assignment).notebooks) > 0
-    except MissingEntry:
-        return False
+    """Whether the gradebook (``db``, else the course's) knows ``assignment``; checks the URL first."""
+    return knows_assignment(db or db_url(root), assignment)
 
 
 def autograde(assignment: str, student: str | None = None, root=None, db: str | None = None, *,
@@ -198,13 +186,17 @@ def autograde(assignment: str, student: str | None = None, root=None, db: str | 
 def autograde_secure(assignment: str, student: str | None = None, root=None, db: str | None = None, *,
                      workers: int | None = None, submissions=None, out=None, gradebook: bool = True,
                      cell_timeout: float = 60.0, notebook_timeout: float = 600.0,
-                     memory_mb: int = 4096) -> dict:
+                     memory_mb: int = 4096, scheduler: str | None = None, tls_ca_file=None,
+                     tls_cert=None, tls_key=None, retries: int = 2) -> dict:
     """Hardened autograde (:mod:`autograder.secure`): student code runs sandboxed, the instructor's
     tests run in a separate trusted process, so a submission cannot make itself pass.
 
     Grades ``submissions/<student>/<assignment>/`` (default ``autograder/submitted``) with
-    ``workers`` processes (default: number of cores), writes ``report.json``/``report.md`` per
-    student, ``grades.csv`` and ``results.json`` to ``out`` (default
+    ``workers`` processes (default: number of cores), or, with ``scheduler``
+    (``tcp://HOST:PORT``, ``tls://HOST:PORT`` or a scheduler file), on that Dask cluster's
+    workers (:mod:`autograder.secure.cluster`; TLS with ``tls_ca_file``/``tls_cert``/``tls_key``
+    or dask's configuration; ``retries`` per failed task), writes ``report.json``/``report.md``
+    per student, ``grades.csv`` and ``results.json`` to ``out`` (default
     ``autograder/secure_graded/<assignment>``) and, with ``gradebook``, the auto scores to the
     nbgrader gradebook (``export`` then shows them). Returns ``{student: result}``.
     """
@@ -214,8 +206,18 @@ def autograde_secure(assignment: str, student: str | None = None, root=None, db:
     _check_assignment(root, assignment)
     limits = Limits(cell_timeout=cell_timeout, notebook_timeout=notebook_timeout,
                     cpu_seconds=int(notebook_timeout), memory_mb=memory_mb)
+    if gradebook:   # a gradebook that cannot be used stops the batch before anything is graded
+        check_url(db or db_url(root))
+    security = None
+    if tls_ca_file or tls_cert or tls_key:
+        if not scheduler:
+            raise ValueError("--tls-ca-file/--tls-cert/--tls-key secure the connection to --scheduler: "
+                             "give the scheduler's tls://HOST:PORT address too")
+        from .secure import cluster
+        security = cluster.security(tls_ca_file, tls_cert, tls_key)
     return grade_batch(assignment, root=root, submissions=submissions, workers=workers, student=student,
-                       limits=limits, out=out, gradebook=gradebook, db=db)
+                       limits=limits, out=out, gradebook=gradebook, db=db, scheduler=scheduler,
+                       security=security, retries=retries)
 
 
 def feedback(assignment: str, student: str | None = None, root=None, db: str | None = None) -> Path:

@@ -5,7 +5,9 @@
 - :mod:`.agent`    the untrusted side (runs student cells; self-contained)
 - :mod:`.wire`     the trusted side of the pipe: strict decoding, proxies for student objects
 - :mod:`.runner`   the trusted runner of one submission (instructor tests run here)
-- :mod:`.batch`    parallel batches, reports, grades CSV, gradebook
+- :mod:`.batch`    parallel batches (one job function: bytes in, JSON text out), checkout hash,
+                   reports, grades CSV, gradebook
+- :mod:`.cluster`  the same jobs on a Dask distributed cluster (``--scheduler``)
 
 See autograder/README.md (threat model). Command line: ``python3 run.py grade secure ASSIGNMENT``.
 """
