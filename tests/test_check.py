@@ -201,3 +201,16 @@ def test_check_in_a_kernel_says_what_is_wrong_and_what_is_right(session):
     assert summary.startswith("check_all(): convolution.ipynb")
     assert "ok      test_output_size" in summary and "not run test_conv_forward" in summary
     assert "rule: answer 'conv_forward'" in summary        # the answer as it last ran: the forbidden one
+
+
+def test_a_test_that_needs_a_later_answer_names_it_instead_of_failing():
+    # check("three_layer_convnet") in 06_convnet runs test_end_to_end, which also needs train(),
+    # written further down: the check names that answer rather than reporting a NameError.
+    cells = [check._Cell("three_layer_convnet", "answer", "class ThreeLayerConvNet:\n    pass\n", None, 0.0),
+             check._Cell("train", "answer", "def accuracy(m, X, y):\n    pass\n\ndef train(m, d):\n    pass\n", None, 0.0),
+             check._Cell("sizes", "answer", "SIZES = [1, 2]\n", None, 0.0)]
+    nb = check._Notebook(Path("convnet.ipynb"), cells)
+    assert check._defined_by_answer(nb, "NameError: name 'train' is not defined") == ("train", "train")
+    assert check._defined_by_answer(nb, "NameError: name 'SIZES' is not defined") == ("SIZES", "sizes")
+    assert check._defined_by_answer(nb, "NameError: name 'torch_loss_and_grads' is not defined") is None
+    assert check._defined_by_answer(nb, "AssertionError: name 'train' is not defined") is None

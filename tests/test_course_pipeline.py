@@ -105,6 +105,18 @@ def training_bytes(model, input_size, batch_size, optimizer="sgd"):
             "optimizer_state": optimizer_state, "total": activations + parameters + gradients + optimizer_state}
 '''
 
+WRONG_SGD_MOMENTUM = '''
+def sgd_momentum(w, dw, config=None):
+    # always momentum 0.9, whatever config says: passes the visible tests (which use 0.9) only
+    config = {} if config is None else config
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("momentum", 0.9)
+    v = config.get("velocity", np.zeros_like(w))
+    v = 0.9 * v - config["learning_rate"] * dw
+    config["velocity"] = v
+    return w + v, config
+'''
+
 # Per assignment (optional but recommended; without an entry the ``partial`` student is skipped and
 # ``broken`` only gets the extra crashing cell), keyed by nbgrader grade_id:
 #   partial: solution cells filled with the solution ("fill"), cells answered with other code
@@ -161,6 +173,15 @@ SCENARIOS = {
         "partial2": {"fill": ["train_one_epoch", "digits_cnn"],
                      "passing": ["test_train_one_epoch", "test_digits_cnn"]},
         "broken": {"cell": "digits_cnn", "failing": ["test_digits_cnn"]},
+    },
+    "06_convnet": {
+        "partial": {"fill": ["three_layer_convnet"],
+                    "answer": {"sgd_momentum": WRONG_SGD_MOMENTUM},
+                    "passing": ["test_convnet_loss", "test_convnet_grads"],
+                    "hidden_failure": "test_sgd_momentum"},
+        "partial2": {"fill": ["three_layer_convnet", "sgd_momentum"],
+                     "passing": ["test_convnet_loss", "test_convnet_grads", "test_sgd_momentum"]},
+        "broken": {"cell": "train", "failing": ["test_train", "test_end_to_end"]},
     },
 }
 

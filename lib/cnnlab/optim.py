@@ -85,6 +85,7 @@ def sgd(w, dw, config=None):
     return next_w.astype(w.dtype, copy=False), config
 
 
+# BEGIN ANSWER 06_convnet sgd_momentum
 def sgd_momentum(w, dw, config=None):
     """SGD with (heavy-ball) momentum.
 
@@ -107,6 +108,7 @@ def sgd_momentum(w, dw, config=None):
     next_w = w + v
     config["velocity"] = v
     return next_w.astype(w.dtype, copy=False), config
+# END ANSWER
 
 
 def rmsprop(w, dw, config=None):

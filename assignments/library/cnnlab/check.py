@@ -257,6 +257,27 @@ def _run_visible(test: _Cell, ns: dict) -> str | None:
     return None
 
 
+def _defined_by_answer(nb: _Notebook, error: str) -> tuple[str, str] | None:
+    """``(name, answer)`` when ``error`` is a NameError for a name that an answer cell of ``nb``
+    defines (a test that also counts a later answer, run before that answer was written)."""
+    import ast
+    import re
+
+    m = re.match(r"NameError: name '([^']+)' is not defined", error)
+    if not m:
+        return None
+    for gid, cell in nb.answers.items():
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        if m.group(1) in names:
+            return m.group(1), gid
+    return None
+
+
 def _explain(error: str) -> str:
     if error.startswith("NotImplementedError"):
         return "not written yet: the answer still raises NotImplementedError"
@@ -302,8 +323,12 @@ def check(answer: str) -> None:
     for gid in tests:
         t = nb.tests[gid]
         error = f"RuleBroken: {broken[answer]}" if answer in broken else _run_visible(t, ns)
+        later = _defined_by_answer(nb, error) if error and answer not in broken else None
         if error is None:
             lines.append(f'check("{answer}"): {gid} passed its visible tests ({t.points:g} / {t.points:g} points)')
+        elif later and later[1] != answer:
+            lines.append(f'check("{answer}"): {gid} also needs {later[0]} (the answer "{later[1]}" further on): '
+                         f'check("{later[1]}") runs it once that answer is written')
         else:
             lines.append(f'check("{answer}"): {gid} FAILED (0 / {t.points:g} points)')
             lines += ["    " + line for line in _explain(error).splitlines()]

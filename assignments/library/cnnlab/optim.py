@@ -85,28 +85,11 @@ def sgd(w, dw, config=None):
     return next_w.astype(w.dtype, copy=False), config
 
 
-def sgd_momentum(w, dw, config=None):
-    """SGD with (heavy-ball) momentum.
+# (withheld from the student edition: exercise sgd_momentum of 06_convnet)
+def sgd_momentum(*args, **kwargs):
+    """Withheld from the student edition: exercise ``sgd_momentum`` of 06_convnet."""
+    raise NotImplementedError("sgd_momentum is not in the student edition of cnnlab: it is exercise 'sgd_momentum' of assignment 06_convnet. Write it yourself in assignments/06_convnet/convnet.ipynb.")
 
-    ``v = momentum * v - learning_rate * dw``;  ``w = w + v``.
-
-    config:
-        learning_rate: scalar step size (default 1e-2).
-        momentum: scalar in [0, 1), 0 gives plain SGD (default 0.9).
-        velocity: array like ``w``, the running velocity (state; starts at zeros).
-
-    Returns:
-        (next_w, config): next_w of the shape and dtype of ``w``.
-    """
-    config = _prepare("sgd_momentum", w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9})
-    mu = config["momentum"]
-    if not 0 <= mu < 1:
-        raise ValueError(f"sgd_momentum: config['momentum'] must be in [0, 1), got {mu!r}")
-    v = _state(config, "velocity", w)
-    v = mu * v - config["learning_rate"] * dw
-    next_w = w + v
-    config["velocity"] = v
-    return next_w.astype(w.dtype, copy=False), config
 
 
 def rmsprop(w, dw, config=None):

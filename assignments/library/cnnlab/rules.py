@@ -395,7 +395,80 @@ class Monitor:
             parts = code.co_qualname.split(".")
             if len(parts) >= 2 and parts[-2] != "<locals>" and parts[-1] not in ("__init__", "__new__"):
                 return    # a method: the object was handed to the answer; constructing a class is not
+            if _called_inside_c(back, code):
+                return    # a C function the answer called runs its own Python helper
             self._check(gid, code, lambda: _code_owner(frame, code))
+
+
+_CALLABLE_LOADS = ("LOAD_NAME", "LOAD_GLOBAL", "LOAD_FAST", "LOAD_DEREF", "LOAD_ATTR", "LOAD_METHOD")
+
+
+def _called_object(frame):
+    """The object the instruction at ``frame.f_lasti`` (a CALL) calls, when the answer's code names
+    it by a plain name or a chain of module attributes (``np.random.default_rng``); else None."""
+    import dis
+    import types
+
+    try:
+        ins = list(dis.get_instructions(frame.f_code))
+        i = next(k for k, x in enumerate(ins) if x.offset == frame.f_lasti)
+    except (StopIteration, TypeError, ValueError):
+        return None
+    if ins[i].opname != "CALL" or not isinstance(ins[i].arg, int):
+        return None
+    need, j = ins[i].arg, i - 1
+    while j >= 0 and need > 0:          # walk back over the argument values
+        x = ins[j]
+        if x.opname in ("PRECALL", "KW_NAMES", "CACHE"):
+            j -= 1
+            continue
+        if x.is_jump_target or "JUMP" in x.opname or x.opname.startswith("POP_JUMP"):
+            return None
+        try:
+            need -= dis.stack_effect(x.opcode, x.arg, jump=False) if x.opcode >= dis.HAVE_ARGUMENT \
+                else dis.stack_effect(x.opcode, jump=False)
+        except ValueError:
+            return None
+        j -= 1
+    while j >= 0 and ins[j].opname in ("PRECALL", "KW_NAMES", "CACHE"):
+        j -= 1
+    if need != 0 or j < 0:
+        return None
+    chain, k = [], j                    # the callable: a name and the module attributes after it
+    while k >= 0 and ins[k].opname in ("LOAD_ATTR", "LOAD_METHOD"):
+        chain.insert(0, ins[k].argval)
+        k -= 1
+    if k < 0 or ins[k].opname not in _CALLABLE_LOADS[:4] or ins[k].is_jump_target:
+        return None
+    name = ins[k].argval
+    ns = [frame.f_locals, frame.f_globals, getattr(frame.f_globals.get("__builtins__"), "__dict__",
+                                                   frame.f_globals.get("__builtins__") or {})]
+    obj = next((d[name] for d in ns if isinstance(d, dict) and name in d), None)
+    for attr in chain:                  # only through modules: no code of an object runs here
+        if not isinstance(obj, types.ModuleType):
+            return None
+        obj = obj.__dict__.get(attr)
+    return obj
+
+
+def _called_inside_c(back, code) -> bool:
+    """Whether the Python function of ``code`` was called by a C function that the answer's frame
+    ``back`` called (numpy's ``default_rng`` calling ``threading.RLock``), not by the answer
+    itself: the answer's CALL names an object that is neither this function, its class, nor a
+    builtin that calls what it is handed (``map``, ``sorted``)."""
+    obj = _called_object(back)
+    if obj is None:
+        return False                    # unknown: check it (the safe side)
+    if getattr(obj, "__code__", None) is code:
+        return False
+    init = getattr(obj, "__init__", None) if isinstance(obj, type) else None
+    if isinstance(obj, type) and (getattr(init, "__code__", None) is code
+                                  or getattr(getattr(obj, "__new__", None), "__code__", None) is code):
+        return False
+    if getattr(obj, "__module__", None) == "builtins" or (isinstance(obj, type) and obj.__module__ == "builtins"):
+        return False
+    import types
+    return callable(obj) and not isinstance(obj, (types.FunctionType, types.MethodType, type))
 
 
 def _code_owner(frame, code) -> str | None:

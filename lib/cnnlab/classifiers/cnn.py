@@ -36,6 +36,7 @@ def _check_X(X, input_dim) -> None:
                          f"matching input_dim, got {shape}")
 
 
+# BEGIN ANSWER 06_convnet three_layer_convnet
 class ThreeLayerConvNet:
     """conv - relu - 2x2 max pool - affine - relu - affine - softmax, on NCHW minibatches.
 
@@ -115,3 +116,4 @@ class ThreeLayerConvNet:
         for w in ("W1", "W2", "W3"):
             grads[w] = grads[w] + self.reg * p[w]
         return float(data_loss + reg_loss), grads
+# END ANSWER
