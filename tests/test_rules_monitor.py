@@ -11,6 +11,7 @@ reaches itself is still caught.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 
@@ -58,6 +59,7 @@ def test_library_internals_are_not_the_answers_calls(src):
     ("out = [L.conv_relu_pool_forward(x, w, b, *P)]\n", {}, "conv_relu_pool_forward"),
     ("y = list(map(lambda a: f(a, w, b, *P), [x]))\n", {"f": L.conv_relu_pool_forward}, "conv_relu_pool_forward"),
     ("lock = R()\n", {"R": threading.RLock}, "threading"),
+    ("y = p(x, w, b, *P)\n", {"p": functools.partial(L.conv_relu_pool_forward)}, "conv_relu_pool_forward"),
 ])
 def test_what_the_answer_calls_itself_is_still_caught(src, ns, what):
     found = run(src, **ns)

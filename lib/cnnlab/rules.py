@@ -467,8 +467,13 @@ def _called_inside_c(back, code) -> bool:
         return False
     if getattr(obj, "__module__", None) == "builtins" or (isinstance(obj, type) and obj.__module__ == "builtins"):
         return False
-    import types
-    return callable(obj) and not isinstance(obj, (types.FunctionType, types.MethodType, type))
+    # Only a compiled function of a library module runs helpers of its own; a wrapper that calls
+    # what it was given (functools.partial, a frompyfunc ufunc, ...) is charged to the answer.
+    return type(obj).__name__ in _COMPILED_FUNCTIONS and getattr(obj, "__module__", None) not in (None, "builtins")
+
+
+#: Types of compiled library functions (CPython builtins, Cython) whose own Python helpers are theirs.
+_COMPILED_FUNCTIONS = ("builtin_function_or_method", "cython_function_or_method", "fused_cython_function")
 
 
 def _code_owner(frame, code) -> str | None:
