@@ -246,12 +246,17 @@ def test_check_reports_the_visible_tests_the_rules_and_what_is_left(installed):
     folder, env, proc = installed
     out = proc.stdout
     assert proc.returncode == 1, (proc.returncode, out[-3000:], proc.stderr[-3000:])
-    assert re.search(r"ok +test_output_size +2 / 2", out), out
-    assert re.search(r"FAIL test_conv_forward +0 / 3 +RuleBroken: answer 'conv_forward' uses "
+    (nb_path,) = (ROOT / "solutions" / "01_convolution").glob("*.ipynb")
+    pts = {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
+           for c in nbformat.read(nb_path, as_version=4).cells
+           if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}   # what nbgrader records
+    assert re.search(rf"ok +test_output_size +{pts['test_output_size']:g} / {pts['test_output_size']:g}", out), out
+    assert re.search(rf"FAIL test_conv_forward +0 / {pts['test_conv_forward']:g} +RuleBroken: answer 'conv_forward' uses "
                      r"(import )?torch.*which this exercise forbids \(torch\): it earns nothing in test_conv_forward", out), out
-    assert re.search(r"FAIL test_conv_backward +0 / 3 +NotImplementedError", out), out
+    assert re.search(rf"FAIL test_conv_backward +0 / {pts['test_conv_backward']:g} +NotImplementedError", out), out
     assert "still to write: conv_backward, im2col_by_hand, conv_matmul, param_count" in out, out
-    assert "visible tests: 2 / 15 points; 2 points of written answers are graded by hand" in out, out
+    assert (f"visible tests: {pts['test_output_size']:g} / {sum(pts.values()):g} points; "
+            "2 points of written answers are graded by hand") in out, out
     assert "Hidden tests run when you are graded" in out
     probe = subprocess.run([str(folder / ".venv" / "bin" / "python"), "-c",
                             "import cnnlab, cnnlab.layers.conv as c; print(cnnlab.__file__)"],
