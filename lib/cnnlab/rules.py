@@ -444,32 +444,30 @@ def _called_object(frame):
     ns = [frame.f_locals, frame.f_globals, getattr(frame.f_globals.get("__builtins__"), "__dict__",
                                                    frame.f_globals.get("__builtins__") or {})]
     obj = next((d[name] for d in ns if isinstance(d, dict) and name in d), None)
-    for attr in chain:                  # only through modules: no code of an object runs here
-        if not isinstance(obj, types.ModuleType):
+    for attr in chain:                  # only through real modules: no code of an object runs here
+        if type(obj) is not types.ModuleType:
             return None
         obj = obj.__dict__.get(attr)
     return obj
 
 
 def _called_inside_c(back, code) -> bool:
-    """Whether the Python function of ``code`` was called by a C function that the answer's frame
-    ``back`` called (numpy's ``default_rng`` calling ``threading.RLock``), not by the answer
-    itself: the answer's CALL names an object that is neither this function, its class, nor a
-    builtin that calls what it is handed (``map``, ``sorted``)."""
+    """Whether the Python function of ``code`` was called by a compiled library function that the
+    answer's frame ``back`` called (numpy's Cython ``default_rng`` calling ``threading.RLock``),
+    not by the answer itself. Only types are inspected (no attribute of a student's object is
+    read here, where no call is monitored): a Python function, a class, a wrapper such as
+    ``functools.partial``, a builtin handed a callable (``sorted``, ``map``) or a call that cannot
+    be read all count as the answer's own call."""
+    import types
+
     obj = _called_object(back)
-    if obj is None:
-        return False                    # unknown: check it (the safe side)
-    if getattr(obj, "__code__", None) is code:
+    if obj is None or isinstance(obj, (types.FunctionType, types.MethodType, type)):
         return False
-    init = getattr(obj, "__init__", None) if isinstance(obj, type) else None
-    if isinstance(obj, type) and (getattr(init, "__code__", None) is code
-                                  or getattr(getattr(obj, "__new__", None), "__code__", None) is code):
+    kind = type(obj)
+    if kind.__name__ not in _COMPILED_FUNCTIONS or not (kind.__module__ == "builtins"
+                                                        or kind.__module__.startswith("_cython")):
         return False
-    if getattr(obj, "__module__", None) == "builtins" or (isinstance(obj, type) and obj.__module__ == "builtins"):
-        return False
-    # Only a compiled function of a library module runs helpers of its own; a wrapper that calls
-    # what it was given (functools.partial, a frompyfunc ufunc, ...) is charged to the answer.
-    return type(obj).__name__ in _COMPILED_FUNCTIONS and getattr(obj, "__module__", None) not in (None, "builtins")
+    return obj.__module__ not in (None, "builtins")
 
 
 #: Types of compiled library functions (CPython builtins, Cython) whose own Python helpers are theirs.
