@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -52,7 +53,9 @@ def running_lab(home: Path, launcher: list[str] | None = None, cwd: Path = ROOT,
     cmd = [*launcher, "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--allow-root"]
     log = open(home / "server.log", "w")
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # Its own process group: a launcher that runs JupyterLab as a child (the bundle's `course.py lab`)
+    # is stopped together with that child.
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup
@@ -69,13 +72,31 @@ def running_lab(home: Path, launcher: list[str] | None = None, cwd: Path = ROOT,
             time.sleep(0.5)
         yield base, token
     finally:
-        proc.terminate()
+        _signal_group(proc, signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _signal_group(proc, signal.SIGKILL)
             proc.wait(timeout=15)
+        deadline = time.monotonic() + 15       # the launcher's children (JupyterLab itself) too
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _signal_group(proc, signal.SIGKILL)
         log.close()
+
+
+def _signal_group(proc, sig) -> None:
+    """Send ``sig`` to the process group ``proc`` leads (gone already: nothing to do)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def test_lab_serves_assignments_with_nbgrader(tmp_path):
