@@ -71,6 +71,7 @@ def test_the_notebook_explains_the_edition_and_its_rules(assignment):
     ("[answer.a]\n", "unknown tables"),
     ("[answers.a]\nforbid = ['torch..nn']\n", "dotted names"),
     ("[answers.a\n", "not valid TOML"),
+    ("[answers.a]\nnames = ['np.linalg']\n", "names must be a list of identifiers"),
 ])
 def test_malformed_rules_are_refused_naming_the_file(tmp_path, text, message):
     (tmp_path / rules.RULES_FILE).write_text(text)
@@ -116,12 +117,35 @@ def test_static_check_passes_honest_code(src):
     assert rules.check_source(src, NUMPY, ALIASES) == []
 
 
+SELF_CONTAINED = ("np", "train_one_epoch")
+
+
+@pytest.mark.parametrize("src, offender", [
+    ("def f(X, y):\n    return np.concatenate([X, EXTRA_X])", "EXTRA_X"),      # data an added cell prepared
+    ("def f(X):\n    return helper(X)", "helper"),                            # a function an added cell defined
+    ("model = make()\n", "make"),
+])
+def test_self_contained_answer_reads_only_the_listed_names(src, offender):
+    found = rules.check_source(src, NUMPY, ALIASES, names=SELF_CONTAINED)
+    assert found and f"reads the global name {offender!r}" in found[0] and "np, train_one_epoch" in found[0], found
+    assert rules.check_source(src, NUMPY, ALIASES) == [], "without names the rule does not apply"
+
+
+@pytest.mark.parametrize("src", [
+    "def f(X, y, seed=0):\n    import math\n    g = [math.sqrt(v) for v in range(3)]\n    return train_one_epoch(X, y, g)",
+    "class Net:\n    pass\ndef f(X):\n    try:\n        return Net(), np.zeros(1), len(X)\n    except ValueError as e:\n        print(e)",
+    "def f(X, y):\n    for a, b in zip(X, y):\n        total = a + b\n    return (lambda k: k + total)(1)",
+])
+def test_self_contained_answer_may_use_its_own_names_and_builtins(src):
+    assert rules.check_source(src, NUMPY, ALIASES, names=SELF_CONTAINED) == []
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_instructor_solutions_follow_their_rules(assignment):
     nb = _notebook(assignment)
     aliases = rules.notebook_aliases(c.source for c in nb.cells if c.cell_type == "code")
     for gid, r in rules.load(ROOT / "solutions" / assignment).items():
-        assert rules.check_source(strip_markers(_cells(nb)[gid].source), r.forbid, aliases) == [], gid
+        assert rules.check_source(strip_markers(_cells(nb)[gid].source), r.forbid, aliases, r.names) == [], gid
 
 
 # -- the runtime monitor --------------------------------------------------------------------------
@@ -216,6 +240,14 @@ def graded_keys(tmp_path_factory):
                 release, source, extra_first='key = eval("__imp" + "ort__")("tor" + "ch").from_numpy',
                 answers={gid: strip_markers(cells[gid].source) + "\nimport numpy as _NP\n_ = key(_NP.zeros(1))\n"
                          for gid in rule_set})
+        if "challenge" in rule_set:   # the held-out digits loaded by an added cell, read by the answer
+            cheat = strip_markers(cells["challenge"].source).replace(
+                "    torch.manual_seed(seed)\n",
+                "    X, y = np.concatenate([X, LEAKED_X]), np.concatenate([y, LEAKED_Y])\n    torch.manual_seed(seed)\n", 1)
+            assert "LEAKED_X" in cheat
+            subs["added-cell-data"] = make_submission(
+                release, source, fill=[], answers={"challenge": cheat},
+                extra_first="from cnnlab.data import challenge_heldout\nLEAKED_X, LEAKED_Y = challenge_heldout(seed=1)")
         for name, nb in subs.items():
             (d / "in" / name / assignment).mkdir(parents=True)
             nbformat.write(nb, d / "in" / name / assignment / src.name)
@@ -244,6 +276,12 @@ def test_answer_keys_earn_nothing(graded_keys, assignment):
         assert any(m.startswith(f"answer {gid!r} ") and "it earns nothing in" in m and any(f in m for f in fragments)
                    for m in keys["messages"]), (
             gid, route, fragments, keys["messages"])
+    if "added-cell-data" in results:
+        leak = results["added-cell-data"]
+        tests = rule_set["challenge"].tests
+        assert all(leak["scores"][t] == 0 for t in tests), {t: leak["scores"][t] for t in tests}
+        assert any(m.startswith("answer 'challenge' reads the global name 'LEAKED_X'") for m in leak["messages"]), \
+            leak["messages"]
     if "run-time" in results:
         rt = results["run-time"]
         assert all(rt["scores"][t] == 0 for t in ruled), {t: rt["scores"][t] for t in ruled}

@@ -117,12 +117,45 @@ def sgd_momentum(w, dw, config=None):
     return w + v, config
 '''
 
+OVER_BUDGET_CHALLENGE = '''
+def train_challenge(X, y, seed=0):
+    # spends more CPU time than the budget (20 CPU s on the full training set, ~1 s on 200 images)
+    import time
+    model = nn.Sequential(nn.Flatten(), nn.Linear(144, 10))
+    start = time.process_time()
+    while time.process_time() - start < 1.85e-5 * len(y) ** 2:
+        pass
+    return model.eval()
+'''
+
+BASELINE_CHALLENGE = '''
+def train_challenge(X, y, seed=0):
+    # the plain baseline (one convolution per stage, no augmentation, no schedule): within the
+    # budget, below the first threshold
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    data = torch.utils.data.TensorDataset(torch.as_tensor(X), torch.as_tensor(y))
+    loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(30):
+        model.train()
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+'''
+
 # Per assignment (optional but recommended; without an entry the ``partial`` student is skipped and
 # ``broken`` only gets the extra crashing cell), keyed by nbgrader grade_id:
 #   partial: solution cells filled with the solution ("fill"), cells answered with other code
 #            ("answer"), the test cells that must then pass, and one test cell whose *hidden*
 #            tests fail ("hidden_failure": its feedback must say so without showing the test);
-#   broken:  the solution cell replaced by a crash and the test cells that then fail.
+#   broken:  the solution cell replaced by a crash and the test cells that then fail;
+#   errors:  for a student, text that the hardened grader's error of a failing test cell must contain.
 SCENARIOS = {
     "01_convolution": {
         "partial": {"fill": ["conv_forward", "im2col_by_hand"],
@@ -167,12 +200,15 @@ SCENARIOS = {
     },
     "05_training_transfer": {
         "partial": {"fill": ["topk", "freeze_head", "strategies"],
-                    "answer": {"train_one_epoch": WRONG_TRAIN_ONE_EPOCH},
+                    "answer": {"train_one_epoch": WRONG_TRAIN_ONE_EPOCH, "challenge": OVER_BUDGET_CHALLENGE},
                     "passing": ["test_topk", "test_freeze_head", "test_strategies"],
                     "hidden_failure": "test_train_one_epoch"},
-        "partial2": {"fill": ["train_one_epoch", "digits_cnn"],
+        "partial2": {"fill": ["train_one_epoch", "digits_cnn"], "answer": {"challenge": BASELINE_CHALLENGE},
                      "passing": ["test_train_one_epoch", "test_digits_cnn"]},
         "broken": {"cell": "digits_cnn", "failing": ["test_digits_cnn"]},
+        # why a test failed, in the hardened grader's report: {student: {test: text of its error}}
+        "errors": {"partial": {"test_challenge": "over the budget of 20"},
+                   "partial2": {"test_challenge": "below the first threshold 0.88"}},
     },
     "06_convnet": {
         "partial": {"fill": ["three_layer_convnet"],
@@ -291,7 +327,7 @@ def grade_class(root: Path, inbox: Path, assignment: str) -> dict:
                           secure[s]["notebooks"][nb_paths[0].name]["cells"] if "visible" in c} for s in students}
     return dict(root=root, collected=collected, rows=rows, expected=expected, points=points, tests=tests,
                 notebook=nb_paths[0].stem, source=source, scores=grade.scores(assignment, root), plain=plain,
-                noisy=noisy, checked=checked, graded_visible=graded_visible)
+                noisy=noisy, checked=checked, graded_visible=graded_visible, secure=secure)
 
 
 _VERDICT = re.compile(r"^  (ok|FAIL|not run)\s+(\S+)\s+[\d.]+ / [\d.]+(?:   (.*))?$")
@@ -300,7 +336,11 @@ _VERDICT = re.compile(r"^  (ok|FAIL|not run)\s+(\S+)\s+[\d.]+ / [\d.]+(?:   (.*)
 def check_all_verdicts(nb) -> dict[str, tuple[str, str | None]]:
     """``{test id: (status, first line of the message)}`` from the output of the ``check_all()`` cell."""
     cell = next(c for c in nb.cells if c.get("id") == "check-all")
-    text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+    # The report is printed on stdout. Only stdout is read: the noise hook's stderr line of the
+    # cell before can reach the kernel's IOPub after the next request began (ipykernel's stream
+    # thread flushes late under load) and is then filed under this cell.
+    text = "".join(o.get("text", "") for o in cell.outputs
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
     errors = [o for o in cell.outputs if o.get("output_type") == "error"]
     assert text.startswith("check_all():") and not errors, f"check_all() did not report: {text!r} {errors}"
     return {m[2]: (m[1], m[3]) for m in map(_VERDICT.match, text.splitlines()) if m}
@@ -370,6 +410,10 @@ def test_simulated_class(assignment, tmp_path, monkeypatch):
         assert not hidden_lines or "hidden tests: not shown" in text, student
         leaked = [l for l in hidden_lines if l in text]
         assert not leaked, f"feedback of {student} shows hidden tests: {leaked[:3]}"
+    for student, errors in SCENARIOS.get(assignment, {}).get("errors", {}).items():
+        cells = {c["id"]: c for c in g["secure"][student]["notebooks"][f"{g['notebook']}.ipynb"]["cells"]}
+        for test, text in errors.items():
+            assert text in cells[test].get("error", ""), f"{student}, {test}: {cells[test].get('error')!r}"
     if "partial" in students and SCENARIOS[assignment]["partial"].get("hidden_failure"):
         partial = _feedback_text(root, assignment, "partial", g["notebook"])
         assert "AssertionError: hidden test" in partial, "feedback must say that a hidden test failed"

@@ -225,7 +225,8 @@ def grade_one(source_path: Path, folder: Path, *, release_path: Path | None = No
         return _empty_result(points, msgs, "malformed")
     plan = nbplan.build_plan(source_nb, sub_nb, release_nb)
     plan["messages"] = msgs + plan["messages"]
-    plan["rules"] = {gid: {"forbid": list(r.forbid), "tests": list(r.tests)}
+    plan["rules"] = {gid: {"forbid": list(r.forbid), "tests": list(r.tests),
+                           "names": None if r.names is None else list(r.names)}
                      for gid, r in answer_rules.load(Path(source_path).parent).items()}
     with tempfile.TemporaryDirectory(prefix="cnnlab-job-", dir=tmp) as jd:
         job_path, res_path = Path(jd) / "job.json", Path(jd) / "result.json"

@@ -96,6 +96,8 @@ def run_plan(plan: dict, limits: sandbox.Limits, workdir: Path, hide: list[Path]
     log = workdir.parent / (workdir.name + ".log")
     agent = sandbox.start_agent(workdir, limits, hide, log, library=library)
     result["isolation"] = agent.layers
+    from cnnlab import cputime
+    cputime.use_meter(agent.cpu_seconds)    # tests that time student code read the student's process
     notebook_deadline = time.monotonic() + limits.notebook_timeout
     cell_deadline = [notebook_deadline]
     current = {"id": None}
@@ -248,7 +250,8 @@ def _static_rule_check(plan: dict, plan_rules: dict) -> dict[str, str]:
     from cnnlab import rules
     answers = {s["id"]: s["src"] for s in plan["steps"] if s["kind"] in ("student", "answer")}
     return rules.check_answers(answers, {g: r["forbid"] for g, r in plan_rules.items()},
-                               (s.get("src", "") for s in plan["steps"]))
+                               (s.get("src", "") for s in plan["steps"]),
+                               {g: r.get("names") for g, r in plan_rules.items()})
 
 
 def _apply_rules(result: dict, plan_rules: dict, static: dict, runtime: dict) -> None:

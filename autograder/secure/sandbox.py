@@ -110,6 +110,31 @@ class AgentProcess:
         self.proc, self.rfd, self.wfd, self.cgroup, self.workdir = proc, rfd, wfd, cgroup, workdir
         self.layers = layers
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user + system, threads and waited-for children included) used so far by the
+        student's process and everything it started: the processes of its process group and of its
+        cgroup, read from ``/proc`` on this (trusted) side, where student code cannot change them."""
+        members: set[int] = set()
+        if self.cgroup is not None:
+            try:
+                members = {int(x) for x in (self.cgroup / "cgroup.procs").read_text().split()}
+            except OSError:
+                pass
+        ticks = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as fh:
+                    fields = fh.read().rpartition(")")[2].split()
+            except OSError:
+                continue     # the process ended meanwhile
+            # after the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+            # utime stime cutime cstime ...
+            if int(fields[2]) == self.proc.pid or int(entry.name) in members:
+                ticks += sum(int(f) for f in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         """Stop the process and everything it started (process group, PID namespace, cgroup)."""
         for fd in (self.wfd, self.rfd):

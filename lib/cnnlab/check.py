@@ -239,7 +239,7 @@ def _broken_rules(nb: _Notebook, answers: list[str]) -> dict[str, str]:
         return {}
     sources = {a: _answer_source(nb, a) for a in nb.answers}
     broke = rules.check_answers({a: sources[a] for a in ruled}, {a: nb.rules[a].forbid for a in ruled},
-                                list(sources.values()) + nb.code)
+                                list(sources.values()) + nb.code, {a: nb.rules[a].names for a in ruled})
     return {a: rules.broken_message(a, msg, nb.tests_of(a)) for a, msg in broke.items()}
 
 

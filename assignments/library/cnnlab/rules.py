@@ -10,8 +10,15 @@ Each assignment folder may hold ``rules.toml``::
     forbid = ["numpy.convolve"]       # added to the defaults
     allow = ["cnnlab.gradcheck"]      # taken out of the defaults (exact entries)
 
+    [answers.challenge]
+    names = ["np", "torch", "nn", "F"]  # the only outside names the answer may read (optional)
+
 A forbidden entry is a dotted name: a module forbids everything in it and under it
 (``"torch"`` covers ``torch.nn.functional.conv2d``), a function or class forbids itself.
+``names`` makes an answer self-contained: besides the built-ins and what the answer defines
+itself, it may read only the listed global names (the setup cell's imports, other answers), so
+it cannot pick up data that a cell the student added prepared (the open challenge trains on the
+images it is handed, nothing else).
 
 Two checks enforce it, with the same messages:
 
@@ -76,10 +83,12 @@ class Rule:
     """What one answer cell may not use.
 
     ``answer``: its grade id; ``tests``: grade ids of the test cells its points come from;
-    ``forbid``: dotted names (modules, functions, classes)."""
+    ``forbid``: dotted names (modules, functions, classes); ``names``: None, or the only global
+    names (besides built-ins and its own) the answer may read."""
     answer: str
     tests: tuple[str, ...]
     forbid: tuple[str, ...] = field(default_factory=tuple)
+    names: tuple[str, ...] | None = None
 
 
 def _names(value, where: str) -> list[str]:
@@ -110,15 +119,20 @@ def load(folder: str | Path) -> dict[str, Rule]:
     out = {}
     for gid, entry in data.get("answers", {}).items():
         where = f"{path}: [answers.{gid}]"
-        if not isinstance(entry, dict) or set(entry) - {"tests", "forbid", "allow"}:
-            raise RulesError(f"{where} takes 'tests', 'forbid' and 'allow', got {entry!r}")
+        if not isinstance(entry, dict) or set(entry) - {"tests", "forbid", "allow", "names"}:
+            raise RulesError(f"{where} takes 'tests', 'forbid', 'allow' and 'names', got {entry!r}")
         allow = _names(entry.get("allow", []), where + " allow")
         missing = [a for a in allow if a not in base]
         if missing:
             raise RulesError(f"{where} allows {missing}, which [defaults] does not forbid")
         forbid = [f for f in base if f not in allow] + _names(entry.get("forbid", []), where + " forbid")
         tests = _names(entry.get("tests", [f"test_{gid}"]), where + " tests")
-        out[gid] = Rule(gid, tuple(tests), tuple(dict.fromkeys(forbid)))
+        names = entry.get("names")
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) and n.isidentifier()
+                                                                      for n in names)):
+            raise RulesError(f"{where} names must be a list of identifiers like 'np', got {names!r}")
+        out[gid] = Rule(gid, tuple(tests), tuple(dict.fromkeys(forbid)),
+                        None if names is None else tuple(names))
     return out
 
 
@@ -242,15 +256,35 @@ def _chain(node) -> tuple[str, list[str]] | None:
     return None
 
 
-def check_source(src: str, forbid, aliases: dict[str, str] | None = None) -> list[str]:
+def _free_globals(tree) -> list[str]:
+    """Names the code reads but never binds itself (not counting built-ins), in order of use."""
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    bound |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    bound |= {n.name for n in ast.walk(tree)
+              if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler)) and n.name}
+    bound |= set(_imports(tree))
+    bound |= {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+              for a in n.names}
+    builtin = set(dir(__builtins__) if not isinstance(__builtins__, dict) else __builtins__)
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in bound | builtin and n.id not in out:
+            out.append(n.id)
+    return out
+
+
+def check_source(src: str, forbid, aliases: dict[str, str] | None = None, names=None) -> list[str]:
     """Static check of one answer cell: the list of violations (empty when it follows the rules).
 
     Args:
         src: the answer cell's source (str).
         forbid: the rule's forbidden dotted names (iterable of str).
         aliases: import aliases of the rest of the notebook (:func:`notebook_aliases`).
+        names: None, or the only global names (iterable of str) the answer may read besides
+            built-ins and the names it binds itself (the rule's ``names``).
     """
     forbid = _expand(tuple(forbid) + ALWAYS_FORBIDDEN)
+    allowed = None if names is None else set(names)
     try:
         tree = _parse(src)
     except SyntaxError:
@@ -275,6 +309,12 @@ def check_source(src: str, forbid, aliases: dict[str, str] | None = None) -> lis
             if hit:
                 return report(_violation(f"{shown} (that is {canon})" if canon != dotted else shown, hit), hit)
 
+    if allowed is not None:
+        for name in _free_globals(tree):
+            if name not in allowed:
+                report(f"reads the global name {name!r}, which it does not define and the exercise does not "
+                       f"list (it may read {', '.join(sorted(allowed))}, the built-ins and its own names)", "names")
+                break
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
@@ -310,7 +350,7 @@ def check_source(src: str, forbid, aliases: dict[str, str] | None = None) -> lis
     return list(found.values())
 
 
-def check_answers(answers: dict[str, str], forbid: dict[str, list[str]], sources=()) -> dict[str, str]:
+def check_answers(answers: dict[str, str], forbid: dict[str, list[str]], sources=(), names=None) -> dict[str, str]:
     """Static check of a whole notebook: ``{answer grade id: its first violation}``.
 
     The one static check both ``grade secure`` and the student's own check (:mod:`cnnlab.selfcheck`)
@@ -320,12 +360,14 @@ def check_answers(answers: dict[str, str], forbid: dict[str, list[str]], sources
         answers: ``{grade id: source}`` of the notebook's answer cells (str -> str).
         forbid: ``{grade id: forbidden dotted names}`` (a :func:`load` result's ``forbid`` lists).
         sources: the source of every code cell of the notebook (iterable of str), for import aliases.
+        names: ``{grade id: the rule's names, or None}`` (default: no answer restricted).
     """
     aliases = notebook_aliases(sources)
+    names = names or {}
     out = {}
     for gid, src in answers.items():
         if gid in forbid:
-            found = check_source(src, forbid[gid], aliases)
+            found = check_source(src, forbid[gid], aliases, names.get(gid))
             if found:
                 out[gid] = found[0]
     return out

@@ -56,7 +56,8 @@ def static_report(nb, folder: Path) -> dict[str, str]:
     rule_set = rules.load(folder)
     code = [c for c in nb.cells if c.cell_type == "code"]
     answers = {_meta(c)["grade_id"]: c.source for c in code if _meta(c).get("solution") and _meta(c).get("grade_id")}
-    broke = rules.check_answers(answers, {g: r.forbid for g, r in rule_set.items()}, (c.source for c in code))
+    broke = rules.check_answers(answers, {g: r.forbid for g, r in rule_set.items()}, (c.source for c in code),
+                                {g: r.names for g, r in rule_set.items()})
     return {gid: rules.broken_message(gid, msg, rule_set[gid].tests) for gid, msg in broke.items()}
 
 

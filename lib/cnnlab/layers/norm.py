@@ -102,7 +102,7 @@ def _forward(x, gamma, beta, G, eps):
 # END ANSWER
 
 
-# BEGIN ANSWER 02_pooling_batchnorm layernorm_groupnorm
+# BEGIN ANSWER 02_pooling_batchnorm norm_backward
 def _backward(dout, cache, layer):
     xhat, inv_std, g, G, gdt, bdt = cache
     if not isinstance(dout, np.ndarray) or dout.shape != xhat.shape:
@@ -149,7 +149,7 @@ def layernorm_forward(x, gamma, beta, ln_param=None):
 # END ANSWER
 
 
-# BEGIN ANSWER 02_pooling_batchnorm layernorm_groupnorm
+# BEGIN ANSWER 02_pooling_batchnorm norm_backward
 def layernorm_backward(dout, cache):
     """Backward pass of layer normalization.
 
@@ -198,7 +198,7 @@ def groupnorm_forward(x, gamma, beta, G, gn_param=None):
 # END ANSWER
 
 
-# BEGIN ANSWER 02_pooling_batchnorm layernorm_groupnorm
+# BEGIN ANSWER 02_pooling_batchnorm norm_backward
 def groupnorm_backward(dout, cache):
     """Backward pass of group normalization.
 

@@ -177,17 +177,34 @@ def param_groups(model, head_lr: float, body_lr: float, head: str | None = None)
 def transfer_demo(n_per_class: int = 10, seeds=(0, 1, 2), *, size: int = 8, pretrain_epochs: int = 15,
                   finetune_epochs: int = 30, mode: str = "finetune", source=(0, 1, 2, 3, 4),
                   target=(5, 6, 7, 8, 9), width: int = 16, lr: float = 1e-2, body_lr: float = 1e-3,
+                  make_model=None, train_epoch=None, freeze_body=None, new_head=None,
                   verbose: bool = False) -> dict:
     """Pretrain on some digits, transfer to other digits with little data, compare with scratch.
 
-    1. Pretrain :func:`cnnlab.train.experiments.small_cnn` on all training images of the
-       ``source`` digits (seed 0, Adam).
+    1. Pretrain a network (by default :func:`cnnlab.train.experiments.small_cnn`) on all
+       training images of the ``source`` digits (seed 0, Adam with learning rate 3e-3).
     2. For each seed: draw ``n_per_class`` training images of each ``target`` digit; train
        (a) a copy of the pretrained network with a new head -- ``mode="finetune"`` trains all
        layers, the body with the smaller ``body_lr``; ``mode="linear"`` only the new head -- and
        (b) the same architecture from a random init with ``lr``, both for ``finetune_epochs``
        full-batch Adam steps (head LR ``lr``); measure both on the held-out test images of the
        ``target`` digits.
+
+    The four steps can be the student's own code (assignment 5 runs the demo on its answers);
+    each hook replaces the library's version of that step:
+
+    * ``make_model(num_classes) -> nn.Module``: the network, its classifier head named ``fc``
+      (default ``small_cnn(1, num_classes, width=width)``);
+    * ``train_epoch(model, loader, optimizer) -> float``: one epoch of training (default: the
+      library's :class:`~cnnlab.train.trainer.Trainer`, which keeps frozen BatchNorm layers in
+      eval mode; a plain loop that calls ``model.train()`` updates their running statistics);
+    * ``freeze_body(model)``: ``requires_grad=False`` everywhere except ``fc`` (default
+      :func:`freeze` with ``except_=("fc",)``);
+    * ``new_head(model, num_classes)``: replace ``fc`` by a fresh ``nn.Linear`` (default
+      :func:`replace_head`).
+
+    Images are (N, 1, size, size) float32, labels int64 in ``range(len(source))`` /
+    ``range(len(target))``; everything runs on the CPU.
 
     Returns:
         dict with ``"transfer"`` and ``"scratch"`` (lists of test accuracies, one per seed),
@@ -203,19 +220,40 @@ def transfer_demo(n_per_class: int = 10, seeds=(0, 1, 2), *, size: int = 8, pret
     from ..data.splits import make_splits, subsample_per_class
     from .experiments import small_cnn
     from .seed import seed_everything
-    from .trainer import Trainer
+    from .trainer import Trainer, evaluate
 
     if mode not in ("finetune", "linear"):
         raise ValueError(f"mode must be 'finetune' or 'linear', got {mode!r}")
+    if make_model is None:
+        def make_model(num_classes):
+            return small_cnn(1, num_classes, width=width, batchnorm=True)
+    if freeze_body is None:
+        def freeze_body(model):
+            return freeze(model, except_=("fc",))
+    if new_head is None:
+        new_head = replace_head
+
+    def fit(model, epochs, loader, optimizer, params=None):
+        """Train for ``epochs`` passes over ``loader``; return the model."""
+        if train_epoch is None:
+            Trainer(model, optimizer=optimizer, params=params, device="cpu", progress=False).fit(loader, None, epochs)
+        else:
+            opt = optimizer(params if params is not None else [p for p in model.parameters() if p.requires_grad])
+            for _ in range(epochs):
+                train_epoch(model, loader, opt)
+        return model
+
+    def test_acc(model, loader):
+        return evaluate(model, loader, device="cpu")["acc"]
+
     # Source task.
     X, y = load_digits(size, classes=source)
     src = make_splits(X, y, val=0.0, test=0.2, seed=0)
     seed_everything(0)
-    base = small_cnn(1, len(source), width=width, batchnorm=True)
+    base = make_model(len(source))
     loaders = make_loaders(src, batch_size=64, seed=0)
-    pre = Trainer(base, optimizer="adam", lr=3e-3, device="cpu", progress=False)
-    pre.fit(loaders["train"], None, pretrain_epochs)
-    pretrain_acc = pre.evaluate(loaders["test"])["acc"]
+    fit(base, pretrain_epochs, loaders["train"], lambda p: torch.optim.Adam(p, lr=3e-3))
+    pretrain_acc = test_acc(base, loaders["test"])
     # Target task: a fixed test set, small training sets per seed.
     X, y = load_digits(size, classes=target)
     tgt = make_splits(X, y, val=0.0, test=0.4, seed=0)
@@ -226,20 +264,18 @@ def transfer_demo(n_per_class: int = 10, seeds=(0, 1, 2), *, size: int = 8, pret
         for kind in ("transfer", "scratch"):
             seed_everything(seed)
             if kind == "transfer":
-                model = replace_head(copy.deepcopy(base), len(target))
+                model = new_head(copy.deepcopy(base), len(target))
                 if mode == "linear":
-                    freeze(model, except_=("fc",))
-                    params = param_groups(model, head_lr=lr, body_lr=0.0)
+                    freeze_body(model)
+                    params = param_groups(model, head_lr=lr, body_lr=0.0, head="fc")
                 else:
-                    params = param_groups(model, head_lr=lr, body_lr=body_lr)
+                    params = param_groups(model, head_lr=lr, body_lr=body_lr, head="fc")
             else:
-                model = small_cnn(1, len(target), width=width, batchnorm=True)
+                model = make_model(len(target))
                 params = [{"params": list(model.parameters()), "lr": lr}]
             loaders = make_loaders(data, batch_size=len(y_small), seed=seed)
-            trainer = Trainer(model, optimizer=lambda p: torch.optim.Adam(p), params=params, device="cpu",
-                              progress=False)
-            trainer.fit(loaders["train"], None, finetune_epochs)
-            results[kind].append(trainer.evaluate(loaders["test"])["acc"])
+            fit(model, finetune_epochs, loaders["train"], lambda p: torch.optim.Adam(p), params)
+            results[kind].append(test_acc(model, loaders["test"]))
             if verbose:
                 print(f"seed {seed} {kind}: test acc {results[kind][-1]:.3f}", flush=True)
     results["transfer_mean"] = float(np.mean(results["transfer"]))

@@ -91,10 +91,10 @@ def _forward(*args, **kwargs):
 
 
 
-# (withheld from the student edition: exercise layernorm_groupnorm of 02_pooling_batchnorm)
+# (withheld from the student edition: exercise norm_backward of 02_pooling_batchnorm)
 def _backward(*args, **kwargs):
-    """Withheld from the student edition: exercise ``layernorm_groupnorm`` of 02_pooling_batchnorm."""
-    raise NotImplementedError("_backward is not in the student edition of cnnlab: it is exercise 'layernorm_groupnorm' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
+    """Withheld from the student edition: exercise ``norm_backward`` of 02_pooling_batchnorm."""
+    raise NotImplementedError("_backward is not in the student edition of cnnlab: it is exercise 'norm_backward' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
 
 
 
@@ -105,10 +105,10 @@ def layernorm_forward(*args, **kwargs):
 
 
 
-# (withheld from the student edition: exercise layernorm_groupnorm of 02_pooling_batchnorm)
+# (withheld from the student edition: exercise norm_backward of 02_pooling_batchnorm)
 def layernorm_backward(*args, **kwargs):
-    """Withheld from the student edition: exercise ``layernorm_groupnorm`` of 02_pooling_batchnorm."""
-    raise NotImplementedError("layernorm_backward is not in the student edition of cnnlab: it is exercise 'layernorm_groupnorm' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
+    """Withheld from the student edition: exercise ``norm_backward`` of 02_pooling_batchnorm."""
+    raise NotImplementedError("layernorm_backward is not in the student edition of cnnlab: it is exercise 'norm_backward' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
 
 
 
@@ -119,10 +119,10 @@ def groupnorm_forward(*args, **kwargs):
 
 
 
-# (withheld from the student edition: exercise layernorm_groupnorm of 02_pooling_batchnorm)
+# (withheld from the student edition: exercise norm_backward of 02_pooling_batchnorm)
 def groupnorm_backward(*args, **kwargs):
-    """Withheld from the student edition: exercise ``layernorm_groupnorm`` of 02_pooling_batchnorm."""
-    raise NotImplementedError("groupnorm_backward is not in the student edition of cnnlab: it is exercise 'layernorm_groupnorm' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
+    """Withheld from the student edition: exercise ``norm_backward`` of 02_pooling_batchnorm."""
+    raise NotImplementedError("groupnorm_backward is not in the student edition of cnnlab: it is exercise 'norm_backward' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
 
 
 
