@@ -35,7 +35,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import grade
+from . import edition, grade
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"released {name} -> assignments/{name}/")
             print("student edition of cnnlab -> assignments/library/ (see assignments/library/WITHHELD.json)")
         elif a.command == "publish":
-            names = grade.edition.publish(a.assignment, a.root)
-            manifest = grade.edition.build(a.root)
+            names = edition.publish(a.assignment, a.root)
+            manifest = edition.build(a.root)
             print(f"published: {', '.join(names)}; student edition rebuilt, {len(manifest['withheld'])} answers withheld")
         elif a.command == "bundle":
             from . import bundle

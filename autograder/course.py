@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .gradebook import COURSE_ID, normalize_url   # the gradebook module sits below this one
+
 __all__ = ["COURSE_ID", "DB_ENV", "DIRECTORIES", "default_root", "db_url", "assignment_ids"]
 
-COURSE_ID = "cnnlab"
 
 #: Environment variable that overrides the gradebook (any SQLAlchemy URL, e.g.
 #: ``postgresql://grader@dbhost/cnnlab`` when several graders share one gradebook; see
@@ -46,7 +47,6 @@ def db_url(root: str | os.PathLike | None = None) -> str:
     """
     url = os.environ.get(DB_ENV, "").strip()
     if url:
-        from .gradebook import normalize_url
         return normalize_url(url)
     root = Path(root) if root is not None else default_root()
     return "sqlite:///" + str((root / "autograder" / "gradebook.db").resolve())

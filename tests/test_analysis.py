@@ -352,6 +352,13 @@ def test_training_memory_hand_computed():
     assert "adam" in str(half) and "TrainingMemory" in repr(half)
 
 
+# The CS231n lecture's VGG-16 memory table, value by value: activations of one 224x224 image,
+# the input included (numbers, not bytes).
+CS231N_VGG16_ACTIVATIONS = (224 * 224 * 3 + 2 * 224 * 224 * 64 + 112 * 112 * 64 + 2 * 112 * 112 * 128 + 56 * 56 * 128
+                            + 3 * 56 * 56 * 256 + 28 * 28 * 256 + 3 * 28 * 28 * 512 + 14 * 14 * 512
+                            + 3 * 14 * 14 * 512 + 7 * 7 * 512 + 4096 + 4096 + 1000)
+
+
 def test_vgg16_memory_matches_cs231n_table():
     cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
     layers, c = [], 3
@@ -362,11 +369,7 @@ def test_vgg16_memory_matches_cs231n_table():
         net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(25088, 4096), nn.ReLU(True),
                             nn.Linear(4096, 4096), nn.ReLU(True), nn.Linear(4096, 1000))
     s = summarize(net, (3, 224, 224))
-    # the CS231n lecture table, value by value
-    table = (224 * 224 * 3 + 2 * 224 * 224 * 64 + 112 * 112 * 64 + 2 * 112 * 112 * 128 + 56 * 56 * 128
-             + 3 * 56 * 56 * 256 + 28 * 28 * 256 + 3 * 28 * 28 * 512 + 14 * 14 * 512 + 3 * 14 * 14 * 512
-             + 7 * 7 * 512 + 4096 + 4096 + 1000)
-    assert s.input_memory + s.total_memory == table * 4
+    assert s.input_memory + s.total_memory == CS231N_VGG16_ACTIVATIONS * 4
     assert s.total_params == 138_357_544
     assert s[-3].rf == s[-1].rf and s["29"].rf == 196 and s["30"].rf == 212
     assert math.isclose(s.total_flops / 1e9, 15.47, rel_tol=5e-3)  # torchvision's vgg16 GFLOPS

@@ -103,7 +103,11 @@ def test_vgg16_training_memory():
     with torch.device("meta"):
         net = models.create("vgg16")
     m = training_memory(net, (3, 224, 224), batch_size=32, optimizer="adam")
-    assert m.parameters == 138_357_544 * 4
-    assert m.optimizer_state == 2 * m.parameters
-    s = model_summary("vgg16")
-    assert m.activations == 32 * (s.input_memory + s.total_memory)
+    # Oracles: the CS231n lecture's table (about 24M numbers, ~93 MB per image, forward only) and
+    # torchvision's 138,357,544 parameters; Adam keeps two moments per parameter, float32.
+    from test_analysis import CS231N_VGG16_ACTIVATIONS
+    # torchvision's VGG-16 has an AdaptiveAvgPool2d(7) the lecture's has not: one more 7x7x512 output
+    assert m.activations == 32 * (CS231N_VGG16_ACTIVATIONS + 7 * 7 * 512) * 4
+    assert m.parameters == m.gradients == 138_357_544 * 4
+    assert m.optimizer_state == 2 * 138_357_544 * 4
+    assert m.total == m.activations + m.parameters + m.gradients + m.optimizer_state

@@ -8,13 +8,12 @@ import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnlab.analysis import summarize
+from cnnlab.analysis import sliding_window_cost, summarize
 from cnnlab.models import create, list_models
 from cnnlab.models.convolutionalize import (
     ConvolutionalizedNet,
     average_scores,
     convolutionalize,
-    sliding_window_cost,
     sliding_window_scores,
 )
 

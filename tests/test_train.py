@@ -219,11 +219,9 @@ def test_small_cnn_shapes():
     assert T.transfer.head_name(T.small_cnn()) == "fc"
 
 
-def test_fit_registered_resnet20_if_available():
+def test_fit_registered_resnet20():
     from cnnlab import models
 
-    if "resnet20" not in models.list_models():
-        pytest.skip("cnnlab.models has no resnet20 yet")
     X, y = D.make_shapes(40, 32, "colors", seed=0)
     data = {"X_train": X, "y_train": y}
     loaders = D.make_loaders(data, batch_size=20, seed=0)

@@ -150,21 +150,58 @@ def test_transfer_demo_beats_scratch_small():
     assert r["transfer_mean"] == pytest.approx(np.mean(r["transfer"]))
 
 
-def test_replace_head_on_registered_models_if_available():
+def test_replace_head_on_registered_models():
+    # Each family's head is found by name and replaced (built on the meta device: shapes only).
     from cnnlab import models
 
-    checked = 0
-    # (VGG/AlexNet heads are covered by VGGLike; building them costs seconds of CPU.)
     for name, head in (("resnet18", "fc"), ("mobilenet_v2", "classifier.1"), ("googlenet", "fc")):
-        if name not in models.list_models():
-            continue
-        try:
+        with torch.device("meta"):
             model = models.create(name, num_classes=1000)
-        except Exception as exc:  # noqa: BLE001 - a family still being written
-            pytest.skip(f"{name} not buildable yet: {exc}")
-        assert TL.head_name(model) == head
+        assert TL.head_name(model) == head, name
+        old = model.get_submodule(head)
         TL.replace_head(model, 7)
-        assert model.get_submodule(head).out_features == 7
-        checked += 1
-    if not checked:
-        pytest.skip("no registered torchvision-style models yet")
+        new = model.get_submodule(head)
+        assert new is not old and (new.in_features, new.out_features) == (old.in_features, 7), name
+
+
+def test_transfer_demo_runs_the_students_steps():
+    # The hooks replace the library's steps: a plain loop (the one assignment 5 asks for), a
+    # freezing and a new head written here give the library's numbers for fine-tuning and
+    # scratch (the loop is the Trainer's epoch); the linear mode runs the given freeze_body.
+    import torch.nn.functional as F
+
+    calls = {"epochs": 0, "freeze": 0, "head": 0}
+
+    def train_epoch(model, loader, optimizer):
+        model.train()
+        calls["epochs"] += 1
+        total, n = 0.0, 0
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, n = total + loss.item() * len(y), n + len(y)
+        return total / n
+
+    def freeze_body(model):
+        calls["freeze"] += 1
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("fc."))
+
+    def new_head(model, k):
+        calls["head"] += 1
+        model.fc = nn.Linear(model.fc.in_features, k)
+        return model
+
+    kw = dict(n_per_class=5, seeds=(0, 1), pretrain_epochs=3, finetune_epochs=5)
+    library = TL.transfer_demo(**kw)
+    hooks = dict(make_model=lambda k: T.small_cnn(1, k), train_epoch=train_epoch, freeze_body=freeze_body,
+                 new_head=new_head)
+    mine = TL.transfer_demo(**kw, **hooks)
+    assert mine["pretrain_acc"] == pytest.approx(library["pretrain_acc"], abs=1e-12)
+    assert mine["transfer"] == pytest.approx(library["transfer"], abs=1e-12)
+    assert mine["scratch"] == pytest.approx(library["scratch"], abs=1e-12)
+    assert calls == {"epochs": 3 + 2 * 2 * 5, "freeze": 0, "head": 2}
+    linear = TL.transfer_demo(**kw, **hooks, mode="linear")
+    assert calls["freeze"] == 2 and all(0.0 <= a <= 1.0 for a in linear["transfer"])

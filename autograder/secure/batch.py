@@ -703,13 +703,13 @@ def record_in_gradebook(assignment: str, results: dict, root: Path, db: str | No
     from the batch's parent process."""
     from nbgrader.api import MissingEntry
 
-    from .. import grade as nbg
     from ..course import db_url
     from ..gradebook import knows_assignment, open_gradebook
+    from ..nbgrader_run import release
 
     url = db or db_url(root)
     if not knows_assignment(url, assignment):
-        nbg.release(assignment, root, db)
+        release(assignment, root, db)
     import warnings
 
     with warnings.catch_warnings(), open_gradebook(url) as gb:

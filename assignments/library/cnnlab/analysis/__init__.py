@@ -11,13 +11,16 @@
 
 Modules: :mod:`.summary` (:func:`summarize`, the per-layer table), :mod:`.receptive` (the
 receptive-field recurrence), :mod:`.formulas` (closed-form costs of single layers),
-:mod:`.memory` (:func:`training_memory`), :mod:`.zoo` (cached costs of registered models).
+:mod:`.memory` (:func:`training_memory`), :mod:`.zoo` (cached costs of registered models),
+:mod:`.sliding` (:func:`sliding_window_cost`: sliding windows vs a convolutionalized pass).
 """
-from . import formulas, memory, receptive, summary, zoo
+from . import formulas, memory, receptive, sliding, summary, zoo
 from .formulas import *  # noqa: F401,F403
 from .memory import *  # noqa: F401,F403
 from .receptive import *  # noqa: F401,F403
+from .sliding import *  # noqa: F401,F403
 from .summary import *  # noqa: F401,F403
 from .zoo import *  # noqa: F401,F403
 
-__all__ = summary.__all__ + receptive.__all__ + formulas.__all__ + memory.__all__ + zoo.__all__
+__all__ = (summary.__all__ + receptive.__all__ + formulas.__all__ + memory.__all__ + zoo.__all__
+           + sliding.__all__)

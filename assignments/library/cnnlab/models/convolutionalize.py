@@ -13,7 +13,7 @@ and slides the whole classifier over them in one pass, producing a map of class 
 - AlexNet: 256 x 6x6 features -> fc6 = 6x6 conv.
 
 Computing the 36 windows separately repeats the shared convolutions 36 times; the converted net
-computes them once (:func:`sliding_window_cost`). Averaging the map, ``scores.mean((2, 3))``
+computes them once (:func:`cnnlab.analysis.sliding_window_cost` counts the saving). Averaging the map, ``scores.mean((2, 3))``
 (:func:`average_scores`), is the cheap multi-crop test-time evaluation of the lectures.
 
 **Exactness.** At the training size the converted net equals the original. On larger images the
@@ -35,8 +35,8 @@ import torch.nn as nn
 
 from ..shapes import check_int, check_pair
 
-__all__ = ["ConvolutionalizedNet", "convolutionalize", "sliding_window_scores",
-           "sliding_window_cost", "average_scores"]
+__all__ = ["ConvolutionalizedNet", "convolutionalize", "sliding_window_scores", "average_scores",
+           "head_window", "window_grid"]
 
 _KEEP = (nn.ReLU, nn.Dropout)
 
@@ -45,8 +45,10 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def _check_supported(model: nn.Module):
-    """Return (k_h, k_w) of the adaptive pool, or raise ValueError explaining what is needed."""
+def head_window(model: nn.Module) -> tuple[int, int]:
+    """``(k_h, k_w)``: the feature-map size the first fully connected layer of ``model`` expects
+    (its ``avgpool``'s output size); raises ValueError explaining the layout when ``model`` cannot
+    be convolutionalized (see :func:`convolutionalize`)."""
     need = ("supported models have the layout of cnnlab's vgg* / alexnet / zfnet: `features` "
             "(nn.Sequential), `avgpool` (nn.AdaptiveAvgPool2d((k, k))), `classifier` (nn.Sequential "
             "of Linear, ReLU, Dropout) and forward = classifier(flatten(avgpool(features(x))))")
@@ -158,7 +160,7 @@ def convolutionalize(model: nn.Module) -> ConvolutionalizedNet:
         >>> net(torch.empty(1, 3, 384, 384, device="meta")).shape
         torch.Size([1, 1000, 6, 6])
     """
-    kh, kw = _check_supported(model)
+    kh, kw = head_window(model)
     name = type(model).__name__
     features = copy.deepcopy(model.features)
     C = _feature_channels(features)
@@ -187,7 +189,10 @@ def convolutionalize(model: nn.Module) -> ConvolutionalizedNet:
 
 
 
-def _windows(H, W, window, stride):
+def window_grid(H: int, W: int, window, stride: int):
+    """The crops of a sliding-window evaluation of an ``H x W`` image: ``(wh, ww, stride, nh, nw)``
+    -- the window size, the stride and the number of crops down and across; raises ValueError
+    naming ``window``/``stride`` when they are bad or the window does not fit."""
     wh, ww = check_pair("window", window)
     stride = check_int("stride", stride, 1)
     if wh > H or ww > W:
@@ -218,7 +223,7 @@ def sliding_window_scores(model: nn.Module, x: torch.Tensor, window=224, stride:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a tensor of shape (N, C, H, W), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    wh, ww, s, nh, nw = _windows(x.shape[2], x.shape[3], window, stride)
+    wh, ww, s, nh, nw = window_grid(x.shape[2], x.shape[3], window, stride)
     rows = []
     for i in range(nh):
         row = [model(x[:, :, i * s:i * s + wh, j * s:j * s + ww]) for j in range(nw)]
@@ -233,54 +238,3 @@ def average_scores(scores: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"scores must be a tensor of shape (N, K, h, w), got "
                          f"{tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__}")
     return scores.mean(dim=(2, 3))
-
-
-def sliding_window_cost(model: nn.Module, image_size, window=224, stride: int = 32,
-                        in_channels: int = 3) -> dict:
-    """Multiply-adds of evaluating every window separately vs one convolutionalized pass.
-
-    Counted with :func:`cnnlab.analysis.summarize` on the meta device (shapes only, instant;
-    1 multiply-add = 1 FLOP, conv and linear layers only). The convolutionalized pass costs the
-    features of the whole image once plus the head at every score-map position:
-    ``head = sum(in_features * out_features)`` of the Linear layers, as 1x1-equivalent work per
-    position (the k x k convolution does ``C*k*k*out`` per position, the same as the Linear).
-
-    Args:
-        model: the original network (cnnlab VGG/AlexNet layout, see :func:`convolutionalize`).
-        image_size: H = W (int) or (H, W) of the large image.
-        window: the training size (int or pair); stride: pixels between windows (int >= 1).
-        in_channels: channels of the image.
-
-    Returns:
-        dict with ``windows`` (nh, nw), ``num_windows``, ``per_window`` (MACs of one window),
-        ``sliding`` (``num_windows * per_window``), ``features`` (MACs of the features on the
-        large image), ``score_map`` (its (h, w)), ``head`` (MACs of the head per position),
-        ``convolutional`` (``features + h*w*head``), ``speedup`` (``sliding / convolutional``).
-
-    Example (vgg16 on a 384x384 image: 36 windows, about 11x cheaper in one pass)::
-
-        >>> from cnnlab.models import create
-        >>> with torch.device("meta"):
-        ...     c = sliding_window_cost(create("vgg16"), 384)
-        >>> c["windows"], round(c["speedup"], 1)
-        ((6, 6), 11.2)
-    """
-    from ..analysis import summarize   # local import: analysis imports models
-
-    kh, kw = _check_supported(model)
-    H, W = check_pair("image_size", image_size)
-    wh, ww, s, nh, nw = _windows(H, W, window, stride)
-    per_window = summarize(model, (in_channels, wh, ww)).total_flops
-    feats = summarize(model.features, (in_channels, H, W))
-    Hf, Wf = feats.rows[-1].output_shape[2:] if feats.rows else (H, W)
-    if Hf < kh or Wf < kw:
-        raise ValueError(f"image {H}x{W} gives a {Hf}x{Wf} feature map, smaller than the {kh}x{kw} "
-                         f"the first fully connected layer needs")
-    positions = (Hf - kh + 1, Wf - kw + 1)
-    head = sum(m.in_features * m.out_features for m in model.classifier if isinstance(m, nn.Linear))
-    conv = feats.total_flops + positions[0] * positions[1] * head
-    sliding = nh * nw * per_window
-    return {"windows": (nh, nw), "num_windows": nh * nw, "per_window": per_window,
-            "sliding": sliding, "features": feats.total_flops, "score_map": positions,
-            "head": head, "convolutional": conv, "speedup": sliding / conv}
-
