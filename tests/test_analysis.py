@@ -92,7 +92,7 @@ def test_receptive_field_matches_gradient_oracle_on_random_stacks(specs):
             d, p = 1, min(p, k // 2)
             layers.append(nn.AvgPool2d(k, stride=s, padding=p))
             oracle.append(nn.AvgPool2d(k, stride=s, padding=p))
-        formula_specs.append((k, s, d, p))
+        formula_specs.append((k, s, p, d))   # the order of nn.Conv2d: kernel, stride, padding, dilation
     f = receptive_field(formula_specs)
     H = 2 * f.size + 2 * f.jump + 6
     rf = check_rf_against_gradient(nn.Sequential(*layers), H, H, oracle=nn.Sequential(*oracle))

@@ -1,8 +1,9 @@
 """Pictures of two ideas: the receptive field of a unit, and im2col.
 
 Receptive field: the input pixels that can influence one output unit of a stack of
-convolution / pooling layers. Each layer is a window ``(kernel, stride, pad, dilation)``; output
-position ``o`` of a layer sees its input positions ``o*stride - pad + t*dilation`` for
+convolution / pooling layers. Each layer is a window ``(kernel, stride, padding, dilation)``, the
+order of ``nn.Conv2d``'s arguments, read by :func:`cnnlab.analysis.receptive.layer_window`; output
+position ``o`` of a layer sees its input positions ``o*stride - padding + t*dilation`` for
 ``t = 0..kernel-1`` (those inside the input; padding positions see nothing). Starting from
 the one output unit and applying this backwards layer by layer gives the exact set -- a product
 of one set of rows and one set of columns, because every window is separable. With dilation the
@@ -16,29 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..analysis.receptive import layer_window
 from ..shapes import check_int, check_pair, conv_output_size
 
 __all__ = ["receptive_field_masks", "receptive_field_mask", "plot_receptive_field", "plot_im2col"]
 
-
-
-def _parse_layer(i, layer):
-    """(kernel, stride, pad, dilation), each a (height, width) pair."""
-    if isinstance(layer, dict):
-        unknown = set(layer) - {"kernel", "kernel_size", "stride", "pad", "padding", "dilation"}
-        if unknown or not ({"kernel", "kernel_size"} & set(layer)):
-            raise ValueError(f"layers[{i}] as a dict needs 'kernel' (or 'kernel_size') and may have "
-                             f"'stride', 'pad' (or 'padding'), 'dilation'; got keys {sorted(layer)}")
-        values = (layer.get("kernel", layer.get("kernel_size")), layer.get("stride", 1),
-                  layer.get("pad", layer.get("padding", 0)), layer.get("dilation", 1))
-    elif isinstance(layer, (tuple, list)) and 1 <= len(layer) <= 4:
-        values = tuple(layer) + (1, 0, 1)[len(layer) - 1:]
-    else:
-        raise ValueError(f"layers[{i}] must be a tuple (kernel, stride, pad, dilation) (stride, pad, "
-                         f"dilation optional) or a dict; got {layer!r}")
-    names = ("kernel", "stride", "pad", "dilation")
-    minima = (1, 1, 0, 1)
-    return tuple(check_pair(f"layers[{i}] {n}", v, m) for n, v, m in zip(names, values, minima))
 
 
 def _backproject_1d(out_set, n_in, k, s, p, d):
@@ -54,8 +37,8 @@ def receptive_field_masks(layers, input_size, output_position):
     """The footprint of one output unit at every level of a stack of windows.
 
     Args:
-        layers: list of layers, each ``(kernel, stride, pad, dilation)`` (trailing entries
-            optional, defaults stride 1, pad 0, dilation 1; each entry an int or an
+        layers: list of layers, each ``(kernel, stride, padding, dilation)`` (trailing entries
+            optional, defaults stride 1, padding 0, dilation 1; each entry an int or an
             (height, width) pair) or a dict with keys ``kernel``/``kernel_size``, ``stride``,
             ``pad``/``padding``, ``dilation`` (PyTorch's names work).
         input_size: H (square input) or (H, W).
@@ -71,9 +54,9 @@ def receptive_field_masks(layers, input_size, output_position):
             :func:`cnnlab.shapes.conv_output_size`), or a position outside the output.
     """
     if not isinstance(layers, (list, tuple)):
-        raise ValueError(f"layers must be a list of (kernel, stride, pad, dilation), got {layers!r}")
+        raise ValueError(f"layers must be a list of (kernel, stride, padding, dilation), got {layers!r}")
     H, W = check_pair("input_size", input_size, 1)
-    parsed = [_parse_layer(i, layer) for i, layer in enumerate(layers)]
+    parsed = [layer_window(layer, i) for i, layer in enumerate(layers)]
     sizes = [(H, W)]
     for i, (k, s, p, d) in enumerate(parsed):
         h, w = sizes[-1]

@@ -5,21 +5,18 @@
   ``out x in + out`` for a fully-connected layer;
 * FLOPs, one multiply-add = one FLOP (the lectures' convention):
   ``(C_out x H' x W') x (C_in/groups x K x K)`` and ``in x out``; ``flops="flop"`` doubles them;
-* receptive field of a stack of windows: ``1 + L(K - 1)`` for ``L`` stride-1 layers, in general
-  the recurrence of :mod:`cnnlab.analysis.receptive`.
+(the receptive field of a stack of windows is :func:`cnnlab.analysis.receptive.receptive_field`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 
 from ..shapes import check_int, conv_output_size
 
-__all__ = ["conv_output_size", "receptive_field", "StackReceptiveField", "conv_params",
-           "conv_flops", "linear_params", "linear_flops", "activation_memory"]
+__all__ = ["conv_output_size", "conv_params", "conv_flops", "linear_params", "linear_flops",
+           "activation_memory"]
 
 
 def _factor(flops):
@@ -107,106 +104,3 @@ def activation_memory(shape, dtype: torch.dtype = torch.float32) -> int:
     return math.prod(dims) * torch.empty((), dtype=dtype).element_size()
 
 
-@dataclass(frozen=True)
-class StackReceptiveField:
-    """Receptive field of the last layer of a stack, along one axis.
-
-    Attributes:
-        size: input pixels one output unit sees.
-        jump: input pixels between neighbouring output units (product of strides).
-        start: input coordinate of the centre of output unit 0 (pixel ``i`` is centred at ``i``).
-        sizes: the size after each layer, in order.
-    """
-
-    size: int
-    jump: int
-    start: float
-    sizes: tuple
-
-    def __int__(self):
-        return int(self.size)
-
-
-_KEYS = {"kernel": ("kernel", "kernel_size", "k", "K", "F"), "stride": ("stride", "s", "S"),
-         "dilation": ("dilation", "d", "D"), "padding": ("padding", "p", "P", "pad")}
-
-
-def _scalar(value, what, i):
-    if isinstance(value, (tuple, list)):
-        if len(set(value)) != 1:
-            raise ValueError(f"layers[{i}]: {what} {tuple(value)} is not square; receptive_field "
-                             "works on one axis, pass that axis' value")
-        value = value[0]
-    return value
-
-
-def _spec(layer, i):
-    if isinstance(layer, nn.Module):
-        if not hasattr(layer, "kernel_size"):
-            raise ValueError(f"layers[{i}]: {type(layer).__name__} has no kernel_size; pass "
-                             "convolution or pooling modules, tuples or dicts")
-        k = _scalar(layer.kernel_size, "kernel_size", i)
-        s = _scalar(layer.stride if layer.stride not in (None, ()) else k, "stride", i)
-        d = _scalar(getattr(layer, "dilation", 1), "dilation", i)
-        p = getattr(layer, "padding", 0)
-        p = 0 if isinstance(p, str) and p == "valid" else p
-        if isinstance(p, str):  # "same"
-            p = d * (k - 1) // 2
-        p = _scalar(p, "padding", i)
-    elif isinstance(layer, dict):
-        got = {}
-        for key, aliases in _KEYS.items():
-            found = [a for a in aliases if a in layer]
-            got[key] = layer[found[0]] if found else None
-        unknown = set(layer) - {a for al in _KEYS.values() for a in al}
-        if unknown or got["kernel"] is None:
-            raise ValueError(f"layers[{i}]: a dict needs 'kernel' and may have 'stride', "
-                             f"'dilation', 'padding'; got keys {sorted(layer)}")
-        k, s, d, p = got["kernel"], got["stride"], got["dilation"], got["padding"]
-        s = 1 if s is None else s
-        d = 1 if d is None else d
-        p = 0 if p is None else p
-    elif isinstance(layer, (tuple, list)):
-        if not 1 <= len(layer) <= 4:
-            raise ValueError(f"layers[{i}] must be (kernel[, stride[, dilation[, padding]]]), "
-                             f"got {layer!r}")
-        k, s, d, p = (tuple(layer) + (1, 1, 0)[len(layer) - 1:])[:4]
-    else:
-        k, s, d, p = layer, 1, 1, 0
-    return (check_int(f"layers[{i}] kernel", k, 1), check_int(f"layers[{i}] stride", s, 1),
-            check_int(f"layers[{i}] dilation", d, 1), check_int(f"layers[{i}] padding", p, 0))
-
-
-def receptive_field(layers) -> StackReceptiveField:
-    """Receptive field of a stack of convolution / pooling windows along one axis.
-
-    Uses ``r_out = r_in + (K-1)*D*j_in``, ``j_out = j_in*S``,
-    ``start_out = start_in + ((K-1)/2*D - P)*j_in`` from ``r = 1, j = 1, start = 0``; for ``L``
-    stride-1 layers of size ``K`` this is the lectures' ``1 + L(K-1)``.
-
-    Args:
-        layers: sequence of layer specs, each one of
-            - an int ``K`` (stride 1),
-            - a tuple ``(K, S)``, ``(K, S, D)`` or ``(K, S, D, P)``,
-            - a dict with ``kernel`` and optional ``stride``, ``dilation``, ``padding``,
-            - an ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.AvgPool2d`` (square windows).
-
-    Returns:
-        :class:`StackReceptiveField` with ``size``, ``jump``, ``start`` and the sizes after
-        each layer; ``int(result)`` is the size.
-
-    Example:
-        >>> receptive_field([3, 3, 3]).size          # three stacked 3x3 convs
-        7
-        >>> receptive_field([(11, 4), (3, 2)]).size   # AlexNet conv1 + pool1
-        19
-    """
-    if isinstance(layers, (nn.Module, dict)) or not hasattr(layers, "__iter__"):
-        raise ValueError(f"layers must be a sequence of layer specs, got {type(layers).__name__}")
-    r, j, start, sizes = 1, 1, 0.0, []
-    for i, layer in enumerate(layers):
-        k, s, d, p = _spec(layer, i)
-        r, start, j = r + (k - 1) * d * j, start + ((k - 1) / 2 * d - p) * j, j * s
-        sizes.append(r)
-    start = int(start) if float(start).is_integer() else start
-    return StackReceptiveField(r, j, start, tuple(sizes))

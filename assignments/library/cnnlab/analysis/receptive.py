@@ -19,8 +19,148 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["ReceptiveField"]
+from ..shapes import check_int, check_pair
+
+__all__ = ["Window", "layer_window", "StackReceptiveField", "receptive_field", "ReceptiveField"]
+
+
+class Window(NamedTuple):
+    """One convolution or pooling window in the order of ``nn.Conv2d``'s arguments; each field an
+    ``(H, W)`` pair of ints."""
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+
+
+_KEYS = {"kernel": ("kernel", "kernel_size", "k", "K", "F"), "stride": ("stride", "s", "S"),
+         "padding": ("padding", "pad", "p", "P"), "dilation": ("dilation", "d", "D")}
+
+
+def layer_window(layer, index: int = 0) -> Window:
+    """The window of one layer, however it is described -- the one description every
+    receptive-field path of the course reads (:func:`receptive_field`, the per-layer table of
+    :func:`cnnlab.analysis.summarize` uses the modules themselves, and the pictures of
+    :mod:`cnnlab.plots.pictures`).
+
+    Args:
+        layer: an int ``K``; a tuple ``(kernel[, stride[, padding[, dilation]]])`` in the order of
+            ``nn.Conv2d``'s arguments, each an int or an ``(h, w)`` pair; a dict with ``kernel``
+            (or ``kernel_size``) and optional ``stride``, ``padding`` (or ``pad``), ``dilation``;
+            or an ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.AvgPool2d`` module. Defaults: stride 1,
+            padding 0, dilation 1 (a pooling module's stride defaults to its kernel).
+        index: the layer's position in its stack, for messages (``layers[3] stride ...``).
+
+    Returns:
+        :class:`Window` of ``(H, W)`` pairs.
+
+    Raises:
+        ValueError: naming ``layers[index]``, the entry and the rule (kernel, stride, dilation
+        >= 1, padding >= 0; known dict keys; at most four tuple entries).
+    """
+    where = f"layers[{index}]"
+    if hasattr(layer, "kernel_size") and not isinstance(layer, (dict, tuple, list)):
+        k = layer.kernel_size
+        s = layer.stride if layer.stride not in (None, ()) else k
+        d = getattr(layer, "dilation", 1)
+        p = getattr(layer, "padding", 0)
+        if isinstance(p, str):  # "valid" or "same"
+            kp, dp = check_pair(f"{where} kernel", k, 1), check_pair(f"{where} dilation", d, 1)
+            p = (0, 0) if p == "valid" else tuple(dd * (kk - 1) // 2 for kk, dd in zip(kp, dp))
+        values = (k, s, p, d)
+    elif isinstance(layer, dict):
+        got = {}
+        for key, aliases in _KEYS.items():
+            found = [a for a in aliases if a in layer]
+            got[key] = layer[found[0]] if found else None
+        unknown = set(layer) - {a for al in _KEYS.values() for a in al}
+        if unknown or got["kernel"] is None:
+            raise ValueError(f"{where}: a dict needs 'kernel' (or 'kernel_size') and may have 'stride', "
+                             f"'padding' (or 'pad'), 'dilation'; got keys {sorted(layer)}")
+        values = (got["kernel"], 1 if got["stride"] is None else got["stride"],
+                  0 if got["padding"] is None else got["padding"], 1 if got["dilation"] is None else got["dilation"])
+    elif isinstance(layer, (tuple, list)):
+        if not 1 <= len(layer) <= 4:
+            raise ValueError(f"{where} must be (kernel[, stride[, padding[, dilation]]]), the order of "
+                             f"nn.Conv2d's arguments; got {layer!r}")
+        values = (tuple(layer) + (1, 0, 1)[len(layer) - 1:])[:4]
+    elif hasattr(layer, "__index__"):
+        values = (layer, 1, 0, 1)
+    else:
+        raise ValueError(f"{where} must be an int, a tuple (kernel, stride, padding, dilation), a dict or a "
+                         f"convolution / pooling module; got {type(layer).__name__}")
+    names, minima = Window._fields, (1, 1, 0, 1)
+    return Window(*(check_pair(f"{where} {n}", v, m) for n, v, m in zip(names, values, minima)))
+
+
+def _one_axis(window: Window, index: int) -> tuple:
+    """(k, s, p, d) of a square window, or ValueError naming the layer and the entry."""
+    out = []
+    for name, pair in zip(Window._fields, window):
+        if pair[0] != pair[1]:
+            raise ValueError(f"layers[{index}]: {name} {tuple(pair)} is not square; receptive_field "
+                             "works on one axis, pass that axis' value")
+        out.append(pair[0])
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class StackReceptiveField:
+    """Receptive field of the last layer of a stack, along one axis.
+
+    Attributes:
+        size: input pixels one output unit sees.
+        jump: input pixels between neighbouring output units (product of strides).
+        start: input coordinate of the centre of output unit 0 (pixel ``i`` is centred at ``i``).
+        sizes: the size after each layer, in order.
+    """
+
+    size: int
+    jump: int
+    start: float
+    sizes: tuple
+
+    def __int__(self):
+        return int(self.size)
+
+
+def receptive_field(layers) -> StackReceptiveField:
+    """Receptive field of a stack of convolution / pooling windows along one axis.
+
+    Uses ``r_out = r_in + (K-1)*D*j_in``, ``j_out = j_in*S``,
+    ``start_out = start_in + ((K-1)/2*D - P)*j_in`` from ``r = 1, j = 1, start = 0``; for ``L``
+    stride-1 layers of size ``K`` this is the lectures' ``1 + L(K-1)``.
+
+    Args:
+        layers: sequence of layer specs, each one of
+            - an int ``K`` (stride 1),
+            - a tuple ``(K, S)``, ``(K, S, P)`` or ``(K, S, P, D)`` -- the order of ``nn.Conv2d``'s
+              arguments (kernel, stride, padding, dilation),
+            - a dict with ``kernel`` and optional ``stride``, ``padding``, ``dilation``,
+            - an ``nn.Conv2d`` / ``nn.MaxPool2d`` / ``nn.AvgPool2d`` (square windows);
+            see :func:`layer_window`.
+
+    Returns:
+        :class:`StackReceptiveField` with ``size``, ``jump``, ``start`` and the sizes after
+        each layer; ``int(result)`` is the size.
+
+    Example:
+        >>> receptive_field([3, 3, 3]).size          # three stacked 3x3 convs
+        7
+        >>> receptive_field([(11, 4), (3, 2)]).size   # AlexNet conv1 + pool1
+        19
+    """
+    if isinstance(layers, dict) or hasattr(layers, "kernel_size") or not hasattr(layers, "__iter__"):
+        raise ValueError(f"layers must be a sequence of layer specs, got {type(layers).__name__}")
+    r, j, start, sizes = 1, 1, 0.0, []
+    for i, layer in enumerate(layers):
+        k, s, p, d = _one_axis(layer_window(layer, i), i)
+        r, start, j = r + (k - 1) * d * j, start + ((k - 1) / 2 * d - p) * j, j * s
+        sizes.append(r)
+    start = int(start) if float(start).is_integer() else start
+    return StackReceptiveField(r, j, start, tuple(sizes))
 
 
 def _clean(x):
