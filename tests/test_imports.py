@@ -138,3 +138,17 @@ def test_layers_of_the_library_import_downwards(low, high):
         return a == b or any(reaches(n, b, seen + (a,)) for n in graph.get(a, ()) if n not in seen)
 
     assert not reaches(low, high), f"{low} imports (through other units) {high}, which sits above it"
+
+
+def test_no_private_name_is_imported_across_modules():
+    # A helper two modules share is public in a module of its own (models/_utils.py,
+    # classifiers/_utils.py, shapes.py for argument checks), never another module's private name.
+    known = _modules()
+    found = []
+    for module, (path, _) in sorted(known.items()):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if private:
+                    found.append(f"{module} imports {', '.join(private)} from {'.' * node.level}{node.module or ''}")
+    assert not found, found

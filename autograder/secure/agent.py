@@ -33,7 +33,7 @@ import sys
 import traceback
 import types
 
-_MAGIC = re.compile(r"^\s*[%!]|\?\s*$", re.M)
+MAGIC = re.compile(r"^\s*[%!]|\?\s*$", re.M)
 __all__ = ["main"]
 
 _NP = None
@@ -85,7 +85,7 @@ def _send(fd, head, blobs):
         buf = buf[k:]
 
 
-class _IPythonShim:
+class IPythonShim:
     """``get_ipython()`` for transformed magics: ``%matplotlib`` selects Agg; shell escapes do
     nothing; other magics go to a real (non-kernel) IPython shell."""
 
@@ -118,7 +118,7 @@ class _IPythonShim:
         return getattr(self._real(), name)
 
 
-def _transform(src):
+def transform_magics(src):
     from IPython.core.inputtransformer2 import TransformerManager
     return TransformerManager().transform_cell(src)
 
@@ -445,9 +445,9 @@ class Agent:
 
     # -- requests ---------------------------------------------------------------------------
     def run_cell(self, src, cell=None):
-        if _MAGIC.search(src):
-            src = _transform(src)
-            self.ns.setdefault("get_ipython", lambda shim=_IPythonShim(self.ns): shim)
+        if MAGIC.search(src):
+            src = transform_magics(src)
+            self.ns.setdefault("get_ipython", lambda shim=IPythonShim(self.ns): shim)
         monitor = self.monitor
         name = monitor.filename(cell) if monitor is not None and cell in monitor.rules else "<cell>"
         exec(compile(src, name, "exec"), self.ns)

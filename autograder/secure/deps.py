@@ -21,7 +21,7 @@ import functools
 import re
 import sys
 
-from .agent import _MAGIC, _transform
+from .agent import MAGIC, transform_magics
 
 __all__ = ["cell_names", "needed_instructor_cells"]
 
@@ -170,8 +170,8 @@ def _free_reads(tree) -> set:
 def cell_names(src: str) -> CellNames:
     """Reads, binds and possible changes of global names in one cell's source."""
     try:
-        if _MAGIC.search(src):
-            src = _transform(src)   # %magics and !commands, as the kernel sees them
+        if MAGIC.search(src):
+            src = transform_magics(src)   # %magics and !commands, as the kernel sees them
         tree = ast.parse(src)
     except (SyntaxError, ValueError, ImportError):
         return CellNames(set(), set(), set(), set(), set(), False)

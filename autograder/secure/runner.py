@@ -16,7 +16,6 @@ import builtins
 import contextlib
 import io
 import json
-import re
 import keyword
 import os
 import shutil
@@ -29,9 +28,8 @@ from pathlib import Path
 
 # The trusted side handles IPython syntax exactly as the agent does (agent.py is import-safe).
 from . import deps, sandbox, wire
-from .agent import _IPythonShim, _transform
+from .agent import MAGIC, IPythonShim, transform_magics
 
-_MAGIC = re.compile(r"^\s*[%!]|\?\s*$", re.M)
 __all__ = ["run_plan", "main", "serve"]
 
 # Imported once by the fork server (trusted libraries only; a missing one is simply skipped).
@@ -62,9 +60,9 @@ class _Capture(io.StringIO):
 def _run_source(src: str, ns: dict) -> str:
     """Execute an instructor cell in the trusted namespace (IPython magics supported); returns
     what it printed."""
-    if _MAGIC.search(src):
-        src = _transform(src)
-        ns.setdefault("get_ipython", lambda shim=_IPythonShim(ns): shim)
+    if MAGIC.search(src):
+        src = transform_magics(src)
+        ns.setdefault("get_ipython", lambda shim=IPythonShim(ns): shim)
     out = _Capture()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):

@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["conv_output_size", "check_4d", "check_int", "check_pair"]
+__all__ = ["conv_output_size", "check_4d", "check_int", "check_pair", "check_probability"]
 
 
 def check_int(name: str, value, minimum: int) -> int:
@@ -26,6 +26,17 @@ def check_int(name: str, value, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def check_probability(name: str, value, *, include_one: bool = True) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` naming ``name`` unless it is a number in
+    ``[0, 1]`` (``[0, 1)`` with ``include_one=False``, for rates where 1 would drop everything)."""
+    upper = "]" if include_one else ")"
+    ok = not isinstance(value, bool) and isinstance(value, (numbers.Real, np.floating)) and (
+        0 <= value <= 1 if include_one else 0 <= value < 1)
+    if not ok:
+        raise ValueError(f"{name} must be a probability in [0, 1{upper}, got {value!r}")
+    return float(value)
 
 
 def check_pair(name: str, value, minimum: int = 1) -> tuple[int, int]:

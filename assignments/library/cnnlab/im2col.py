@@ -32,7 +32,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .shapes import check_4d, check_int, conv_output_size
 
-__all__ = ["im2col", "col2im", "im2col_out_shape"]
+__all__ = ["im2col", "col2im", "im2col_out_shape", "pad_images", "window_view", "col2im_padded"]
 
 
 def _geometry(x_shape, HH, WW, stride, pad, dilation):
@@ -55,7 +55,7 @@ def im2col_out_shape(x_shape, HH, WW, stride=1, pad=0, dilation=1):
     return C * HH * WW, N * Hout * Wout
 
 
-def _pad(x, pad):
+def pad_images(x, pad):
     """Zero-pad the two spatial axes of an NCHW array (a cheap alternative to ``np.pad``)."""
     if pad == 0:
         return x
@@ -65,7 +65,7 @@ def _pad(x, pad):
     return xp
 
 
-def _windows(xp, HH, WW, Hout, Wout, stride, dilation):
+def window_view(xp, HH, WW, Hout, Wout, stride, dilation):
     """Read-only strided view of shape (C, HH, WW, N, Hout, Wout) into the padded input ``xp``:
     ``view[c, i, j, n, h, w] == xp[n, c, h*stride + i*dilation, w*stride + j*dilation]``."""
     N, C, _, _ = xp.shape
@@ -102,7 +102,7 @@ def im2col(x, HH, WW, stride=1, pad=0, dilation=1):
     check_4d("x", x)
     Hout, Wout = _geometry(x.shape, HH, WW, stride, pad, dilation)
     N, C, _, _ = x.shape
-    view = _windows(_pad(x, pad), HH, WW, Hout, Wout, stride, dilation)
+    view = window_view(pad_images(x, pad), HH, WW, Hout, Wout, stride, dilation)
     cols = np.empty(view.shape, dtype=x.dtype)
     np.copyto(cols, view)
     return cols.reshape(C * HH * WW, N * Hout * Wout)
@@ -139,13 +139,13 @@ def col2im(cols, x_shape, HH, WW, stride=1, pad=0, dilation=1):
         raise ValueError(
             f"cols must have shape (C*HH*WW, N*Hout*Wout) = ({C}*{HH}*{WW}, {N}*{Hout}*{Wout}) = "
             f"{expected} for x_shape {x_shape}, got {cols.shape}")
-    dxp = _col2im(cols.reshape(C, HH, WW, N, Hout, Wout), x_shape, stride, pad, dilation)
+    dxp = col2im_padded(cols.reshape(C, HH, WW, N, Hout, Wout), x_shape, stride, pad, dilation)
     if pad == 0:
         return dxp
     return np.ascontiguousarray(dxp[:, :, pad:pad + H, pad:pad + W])
 
 
-def _col2im(cols6, x_shape, stride, pad, dilation):
+def col2im_padded(cols6, x_shape, stride, pad, dilation):
     """col2im on cols already viewed as (C, HH, WW, N, Hout, Wout); no checks. Returns the
     *padded* gradient of shape (N, C, H + 2*pad, W + 2*pad)."""
     C, HH, WW, N, Hout, Wout = cols6.shape

@@ -19,21 +19,9 @@ from ..layers import (
     softmax_loss,
 )
 from ..shapes import check_int, conv_output_size
+from ._utils import check_input_dim, check_X
 
 __all__ = ["ThreeLayerConvNet"]
-
-
-def _check_input_dim(input_dim) -> tuple[int, int, int]:
-    if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
-        raise ValueError(f"input_dim must be a tuple (C, H, W), got {input_dim!r}")
-    return tuple(check_int(f"input_dim[{i}]", v, 1) for i, v in enumerate(input_dim))
-
-
-def _check_X(X, input_dim) -> None:
-    if not isinstance(X, np.ndarray) or X.ndim != 4 or tuple(X.shape[1:]) != tuple(input_dim):
-        shape = getattr(X, "shape", type(X).__name__)
-        raise ValueError(f"X must be a numpy array of shape (N, {', '.join(map(str, input_dim))}) "
-                         f"matching input_dim, got {shape}")
 
 
 # BEGIN ANSWER 06_convnet three_layer_convnet
@@ -59,7 +47,7 @@ class ThreeLayerConvNet:
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
                  num_classes=10, weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
-        C, H, W = _check_input_dim(input_dim)
+        C, H, W = check_input_dim(input_dim)
         F = check_int("num_filters", num_filters, 1)
         fs = check_int("filter_size", filter_size, 1)
         if fs % 2 == 0:
@@ -98,7 +86,7 @@ class ThreeLayerConvNet:
             otherwise: ``(loss, grads)``, a float (data loss + ``0.5*reg*sum W**2``) and a dict
             with the keys and shapes of ``self.params``.
         """
-        _check_X(X, self.input_dim)
+        check_X(X, self.input_dim)
         X = X.astype(self.dtype, copy=False)
         p = self.params
         h1, cache1 = conv_relu_pool_forward(X, p["W1"], p["b1"], self.conv_param, self.pool_param)

@@ -34,7 +34,7 @@ from ..layers import (
     softmax_loss,
 )
 from ..shapes import check_int, conv_output_size
-from .cnn import _check_input_dim, _check_X
+from ._utils import check_input_dim, check_X
 
 __all__ = ["ConvNet"]
 
@@ -72,7 +72,7 @@ class ConvNet:
     def __init__(self, input_dim=(3, 32, 32), num_filters=(16, 32), filter_size=3, pool=True,
                  hidden_dims=(100,), num_classes=10, normalization=None, weight_scale=None,
                  reg=0.0, dtype=np.float32, seed=None, bn_eps=1e-5, bn_momentum=0.1):
-        C, H, W = _check_input_dim(input_dim)
+        C, H, W = check_input_dim(input_dim)
         if not isinstance(num_filters, (list, tuple)) or len(num_filters) == 0:
             raise ValueError(f"num_filters must be a non-empty list of ints, got {num_filters!r}")
         filters = [check_int(f"num_filters[{i}]", f, 1) for i, f in enumerate(num_filters)]
@@ -148,7 +148,7 @@ class ConvNet:
             otherwise: ``(loss, grads)``, a float (data loss + ``0.5*reg*sum W**2``) and a dict
             with the keys and shapes of ``self.params``.
         """
-        _check_X(X, self.input_dim)
+        check_X(X, self.input_dim)
         if mode is None:
             mode = "test" if y is None else "train"
         if mode not in ("train", "test"):

@@ -55,40 +55,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..shapes import check_int
+from ..shapes import check_int, check_probability
+from ._utils import check_images, fc_head
 from .registry import register_model
 
 __all__ = ["AlexNet", "AlexNetOriginal", "alexnet", "alexnet_original"]
-
-
-def _check_dropout(dropout: float) -> float:
-    if not 0.0 <= float(dropout) <= 1.0:
-        raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
-    return float(dropout)
-
-
-def _check_images(model: nn.Module, x: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless ``x`` is ``(N, 3, H, W)`` with ``H, W >= model.min_input_size``."""
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"{type(model).__name__} input x must have shape (N, 3, H, W), "
-                         f"got {tuple(x.shape)}")
-    if min(x.shape[2:]) < model.min_input_size:
-        raise ValueError(f"{type(model).__name__} input x of shape {tuple(x.shape)} is too small: "
-                         f"H and W must be >= {model.min_input_size} so that every pooling "
-                         f"window fits (output size (W - F + 2P)/S + 1 >= 1 at every layer)")
-
-
-def _classifier(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
-    """The fully connected head of AlexNet/ZFNet: dropout-fc4096-relu-dropout-fc4096-relu-fc."""
-    return nn.Sequential(
-        nn.Dropout(p=dropout),
-        nn.Linear(in_features, 4096),
-        nn.ReLU(inplace=True),
-        nn.Dropout(p=dropout),
-        nn.Linear(4096, 4096),
-        nn.ReLU(inplace=True),
-        nn.Linear(4096, num_classes),
-    )
 
 
 class AlexNet(nn.Module):
@@ -104,7 +75,7 @@ class AlexNet(nn.Module):
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
         num_classes = check_int("num_classes", num_classes, 1)
-        dropout = _check_dropout(dropout)
+        dropout = check_probability("dropout", dropout)
         self.features = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
             nn.ReLU(inplace=True),
@@ -121,11 +92,11 @@ class AlexNet(nn.Module):
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = _classifier(256 * 6 * 6, num_classes, dropout)
+        self.classifier = fc_head(256 * 6 * 6, num_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(N, 3, H, W)`` float -> logits ``(N, num_classes)``."""
-        _check_images(self, x)
+        check_images(self, x)
         x = self.features(x)
         x = self.avgpool(x)
         x = torch.flatten(x, 1)
@@ -153,7 +124,7 @@ class AlexNetOriginal(nn.Module):
                  init_weights: bool = False) -> None:
         super().__init__()
         num_classes = check_int("num_classes", num_classes, 1)
-        dropout = _check_dropout(dropout)
+        dropout = check_probability("dropout", dropout)
         self.features = nn.Sequential(
             nn.Conv2d(3, 96, kernel_size=11, stride=4),                 # 227 -> 55
             nn.ReLU(inplace=True),
@@ -172,7 +143,7 @@ class AlexNetOriginal(nn.Module):
             nn.MaxPool2d(kernel_size=3, stride=2),                       # 13 -> 6
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = _classifier(256 * 6 * 6, num_classes, dropout)
+        self.classifier = fc_head(256 * 6 * 6, num_classes, dropout)
         if init_weights and not self.classifier[1].weight.is_meta:  # meta tensors hold no values
             self._paper_init()
 
@@ -187,7 +158,7 @@ class AlexNetOriginal(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(N, 3, H, W)`` float -> logits ``(N, num_classes)``."""
-        _check_images(self, x)
+        check_images(self, x)
         x = self.features(x)
         x = self.avgpool(x)
         x = torch.flatten(x, 1)

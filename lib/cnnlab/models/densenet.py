@@ -20,9 +20,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
-from ..shapes import check_int, conv_output_size
+from ..shapes import check_int, check_probability, conv_output_size
 from .registry import register_model
-from .resnet import _check_input, _check_num_classes
+from ._utils import check_input, check_num_classes
 
 __all__ = ["DenseLayer", "DenseBlock", "Transition", "DenseNet", "densenet121"]
 
@@ -126,7 +126,7 @@ class DenseNet(nn.Module):
                  num_init_features: int = 64, bn_size: int = 4, drop_rate: float = 0.0,
                  num_classes: int = 1000, memory_efficient: bool = False) -> None:
         super().__init__()
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_num_classes(num_classes)
         growth_rate = check_int("growth_rate", growth_rate, 1)
         num_init_features = check_int("num_init_features", num_init_features, 1)
         bn_size = check_int("bn_size", bn_size, 1)
@@ -134,8 +134,7 @@ class DenseNet(nn.Module):
             raise ValueError("block_config must list at least one dense block, got ()")
         for i, n in enumerate(block_config):
             check_int(f"block_config[{i}]", n, 1)
-        if not 0 <= drop_rate < 1:
-            raise ValueError(f"drop_rate must be a probability in [0, 1), got {drop_rate!r}")
+        check_probability("drop_rate", drop_rate, include_one=False)
 
         self.features = nn.Sequential(OrderedDict([
             ("conv0", nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3, bias=False)),
@@ -170,7 +169,7 @@ class DenseNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float -> (N, num_classes) logits."""
-        _check_input(x, 3, type(self).__name__)
+        check_input(x, 3, type(self).__name__)
         for axis, size in (("H", x.shape[2]), ("W", x.shape[3])):
             s = conv_output_size(conv_output_size(size, 7, 2, 3, axis=axis), 3, 2, 1, axis=axis)
             if s < 2 ** self.num_transitions:

@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..shapes import check_int
+from ..shapes import check_int, check_probability
 from .registry import register_model
 
 __all__ = ["GoogLeNet", "GoogLeNetOutputs", "googlenet"]
@@ -156,8 +156,7 @@ class GoogLeNet(nn.Module):
         super().__init__()
         num_classes = check_int("num_classes", num_classes, 1)
         for name, p in (("dropout", dropout), ("dropout_aux", dropout_aux)):
-            if not 0.0 <= float(p) <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+            check_probability(name, p)
         self.aux_logits = bool(aux_logits)
         self.transform_input = bool(transform_input)
 

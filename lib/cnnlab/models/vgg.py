@@ -30,7 +30,7 @@ from typing import Union
 import torch
 import torch.nn as nn
 
-from ..shapes import check_int
+from ..shapes import check_int, check_probability
 from .registry import register_model
 
 __all__ = ["VGG", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
@@ -86,8 +86,7 @@ class VGG(nn.Module):
                  dropout: float = 0.5) -> None:
         super().__init__()
         num_classes = check_int("num_classes", num_classes, 1)
-        if not 0.0 <= float(dropout) <= 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
+        check_probability("dropout", dropout)
         self.features = features
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(

@@ -30,8 +30,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..shapes import check_int
-from .alexnet import _check_dropout, _check_images, _classifier
+from ..shapes import check_int, check_probability
+from ._utils import check_images, fc_head
 from .registry import register_model
 
 __all__ = ["ZFNet", "zfnet"]
@@ -55,7 +55,7 @@ class ZFNet(nn.Module):
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
         num_classes = check_int("num_classes", num_classes, 1)
-        dropout = _check_dropout(dropout)
+        dropout = check_probability("dropout", dropout)
         self.features = nn.Sequential(
             nn.Conv2d(3, 96, kernel_size=7, stride=2, padding=1),        # 224 -> 110
             nn.ReLU(inplace=True),
@@ -74,11 +74,11 @@ class ZFNet(nn.Module):
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),       # 13 -> 6
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = _classifier(512 * 6 * 6, num_classes, dropout)
+        self.classifier = fc_head(512 * 6 * 6, num_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(N, 3, H, W)`` float -> logits ``(N, num_classes)``."""
-        _check_images(self, x)
+        check_images(self, x)
         x = self.features(x)
         x = self.avgpool(x)
         x = torch.flatten(x, 1)

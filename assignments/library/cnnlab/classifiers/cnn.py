@@ -19,21 +19,9 @@ from ..layers import (
     softmax_loss,
 )
 from ..shapes import check_int, conv_output_size
+from ._utils import check_input_dim, check_X
 
 __all__ = ["ThreeLayerConvNet"]
-
-
-def _check_input_dim(input_dim) -> tuple[int, int, int]:
-    if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
-        raise ValueError(f"input_dim must be a tuple (C, H, W), got {input_dim!r}")
-    return tuple(check_int(f"input_dim[{i}]", v, 1) for i, v in enumerate(input_dim))
-
-
-def _check_X(X, input_dim) -> None:
-    if not isinstance(X, np.ndarray) or X.ndim != 4 or tuple(X.shape[1:]) != tuple(input_dim):
-        shape = getattr(X, "shape", type(X).__name__)
-        raise ValueError(f"X must be a numpy array of shape (N, {', '.join(map(str, input_dim))}) "
-                         f"matching input_dim, got {shape}")
 
 
 # (withheld from the student edition: exercise three_layer_convnet of 06_convnet)

@@ -46,7 +46,7 @@ import threading
 
 import numpy as np
 
-from ..im2col import _col2im, _pad, _windows
+from ..im2col import col2im_padded, pad_images, window_view
 from ..shapes import check_4d, check_int, conv_output_size
 
 __all__ = [
@@ -241,8 +241,8 @@ def _plan(g: _Geometry, n_threads: int):
 
 def _cols_into(x, n0, n1, g: _Geometry, out6=None):
     """im2col of images n0:n1 of ``x`` as a (C, HH, WW, n, Hout, Wout) array (``out6`` if given)."""
-    xp = _pad(x[n0:n1].astype(g.dtype, copy=False), g.pad)
-    view = _windows(xp, g.HH, g.WW, g.Hout, g.Wout, g.stride, g.dilation)
+    xp = pad_images(x[n0:n1].astype(g.dtype, copy=False), g.pad)
+    view = window_view(xp, g.HH, g.WW, g.Hout, g.Wout, g.stride, g.dilation)
     if out6 is None:
         out6 = np.empty(view.shape, dtype=g.dtype)
     np.copyto(out6, view)
@@ -358,7 +358,7 @@ def conv_backward_im2col(dout, cache):
         for k in range(G):
             rs, fs = slice(k * rows_g, (k + 1) * rows_g), slice(k * F_g, (k + 1) * F_g)
             np.matmul(W_rows[k].T, d_rows[fs], out=dcols[rs])
-        dxp = _col2im(dcols.reshape(g.C, g.HH, g.WW, n, g.Hout, g.Wout),
+        dxp = col2im_padded(dcols.reshape(g.C, g.HH, g.WW, n, g.Hout, g.Wout),
                       (n, g.C, g.H, g.W), g.stride, P, g.dilation)
         del dcols
         dx[n0:n1] = dxp[:, :, P:P + g.H, P:P + g.W]

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from ..shapes import check_int
 from .registry import register_model
-from .resnet import BasicBlock, _check_input, _check_num_classes, conv1x1, conv3x3, init_resnet_weights
+from ._utils import check_input, check_num_classes
+from .resnet import BasicBlock, conv1x1, conv3x3, init_resnet_weights
 
 __all__ = [
     "PadShortcut", "CifarResNet", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
@@ -85,7 +86,7 @@ class CifarResNet(nn.Module):
             raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}")
         if shortcut not in ("A", "B"):
             raise ValueError(f"shortcut must be 'A' (zero-padding) or 'B' (projection), got {shortcut!r}")
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_num_classes(num_classes)
         if norm_layer is None:
             norm_layer = nn.BatchNorm2d
         n = (depth - 2) // 6
@@ -119,7 +120,7 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float -> (N, num_classes) logits."""
-        _check_input(x, 3, type(self).__name__)
+        check_input(x, 3, type(self).__name__)
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))
@@ -178,7 +179,7 @@ class CifarVGG(nn.Module):
     def __init__(self, cfg: Sequence[int | str], num_classes: int = 10, hidden: int = 256,
                  dropout: float = 0.5, input_size: int = 32) -> None:
         super().__init__()
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_num_classes(num_classes)
         hidden = check_int("hidden", hidden, 1)
         self.input_size = check_int("input_size", input_size, 1)
         layers: list[nn.Module] = []
@@ -211,7 +212,7 @@ class CifarVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, input_size, input_size) float -> (N, num_classes) logits."""
-        _check_input(x, 3, type(self).__name__)
+        check_input(x, 3, type(self).__name__)
         if tuple(x.shape[2:]) != (self.input_size, self.input_size):
             raise ValueError(f"CifarVGG input x must have shape (N, 3, {self.input_size}, "
                              f"{self.input_size}) (input_size), got {tuple(x.shape)}")

@@ -23,9 +23,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..shapes import check_int
+from ..shapes import check_int, check_probability
 from .registry import register_model
-from .resnet import _check_input, _check_num_classes
+from ._utils import check_input, check_num_classes
 
 __all__ = [
     "ConvBNReLU", "DepthwiseSeparableConv", "MobileNetV1", "InvertedResidual", "MobileNetV2",
@@ -48,12 +48,6 @@ def _check_width(width_mult, round_nearest) -> tuple[float, int]:
     if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not width_mult > 0:
         raise ValueError(f"width_mult must be a number > 0, got {width_mult!r}")
     return float(width_mult), check_int("round_nearest", round_nearest, 1)
-
-
-def _check_dropout(dropout) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-    return float(dropout)
 
 
 class ConvBNReLU(nn.Sequential):
@@ -145,9 +139,9 @@ class MobileNetV1(nn.Module):
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, round_nearest: int = 8,
                  dropout: float = 0.0, norm_layer: Callable[..., nn.Module] | None = None) -> None:
         super().__init__()
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_num_classes(num_classes)
         width_mult, round_nearest = _check_width(width_mult, round_nearest)
-        dropout = _check_dropout(dropout)
+        dropout = check_probability("dropout", dropout, include_one=False)
         input_channel = _make_divisible(_V1_STEM * width_mult, round_nearest)
         features: list[nn.Module] = [ConvBNReLU(3, input_channel, 3, stride=2, norm_layer=norm_layer,
                                                 activation_layer=nn.ReLU)]
@@ -163,7 +157,7 @@ class MobileNetV1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float -> (N, num_classes) logits."""
-        _check_input(x, 3, type(self).__name__)
+        check_input(x, 3, type(self).__name__)
         x = torch.flatten(self.avgpool(self.features(x)), 1)
         return self.classifier(x)
 
@@ -234,9 +228,9 @@ class MobileNetV2(nn.Module):
                  inverted_residual_setting: list[list[int]] | None = None, round_nearest: int = 8,
                  dropout: float = 0.2, norm_layer: Callable[..., nn.Module] | None = None) -> None:
         super().__init__()
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_num_classes(num_classes)
         width_mult, round_nearest = _check_width(width_mult, round_nearest)
-        dropout = _check_dropout(dropout)
+        dropout = check_probability("dropout", dropout, include_one=False)
         if inverted_residual_setting is None:
             inverted_residual_setting = _V2_SETTING
         if len(inverted_residual_setting) == 0 or any(len(row) != 4 for row in inverted_residual_setting):
@@ -258,7 +252,7 @@ class MobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float -> (N, num_classes) logits."""
-        _check_input(x, 3, type(self).__name__)
+        check_input(x, 3, type(self).__name__)
         x = self.features(x)
         x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, (1, 1)), 1)
         return self.classifier(x)

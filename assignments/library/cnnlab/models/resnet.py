@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from ..shapes import check_int
+from ._utils import check_input, check_num_classes
 from .registry import register_model
 
 __all__ = [
@@ -33,20 +34,6 @@ __all__ = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     "resnext50_32x4d", "resnext101_32x8d",
 ]
-
-
-def _check_input(x: torch.Tensor, in_channels: int, model: str) -> None:
-    """Raise ``ValueError`` unless ``x`` is a 4-D (N, C, H, W) tensor with ``in_channels`` channels."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{model} input x must be a torch.Tensor of shape (N, {in_channels}, H, W), "
-                         f"got {type(x).__name__}")
-    if x.dim() != 4 or x.shape[1] != in_channels:
-        raise ValueError(f"{model} input x must have shape (N, {in_channels}, H, W), "
-                         f"got {tuple(x.shape)}")
-
-
-def _check_num_classes(num_classes) -> int:
-    return check_int("num_classes", num_classes, 1)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1,
@@ -181,7 +168,7 @@ class ResNet(nn.Module):
                  replace_stride_with_dilation: Sequence[bool] | None = None,
                  norm_layer: Callable[..., nn.Module] | None = None) -> None:
         super().__init__()
-        num_classes = _check_num_classes(num_classes)
+        num_classes = check_num_classes(num_classes)
         if len(layers) != 4:
             raise ValueError(f"layers must list the blocks of 4 stages, got {list(layers)}")
         for i, n in enumerate(layers):
@@ -242,7 +229,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float -> (N, num_classes) logits."""
-        _check_input(x, 3, type(self).__name__)
+        check_input(x, 3, type(self).__name__)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer1(x)
         x = self.layer2(x)
