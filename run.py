@@ -13,6 +13,9 @@ reinstall only when ``pyproject.toml`` changed.
                                   # (default: student_work/, else assignments/)
     python3 run.py test [ARGS]    # the whole test suite (pytest ARGS are passed through)
     python3 run.py bench [ARGS]   # the benchmarks (see benchmarks/README.md)
+    python3 run.py grade COMMAND  # the instructor's commands: release, publish, bundle, collect,
+                                  # autograde, secure, scheduler, worker, feedback, export, validate
+                                  # (python3 run.py grade --help; autograder/README.md)
     python3 run.py python [ARGS]  # the environment's python, e.g. to run a script
     python3 run.py setup          # only create/update the environment
 """
@@ -112,12 +115,15 @@ def lab_invocation(instructor: bool, env: dict, work: Path = STUDENT_WORK,
              "--MappingKernelManager.default_kernel_name=python3"], cwd, env)
 
 
+COMMANDS = ("setup", "lab", "check", "test", "bench", "python", "grade")
+
+
 def main(argv: list[str]) -> int:
     cmd, args = (argv[0], argv[1:]) if argv else ("help", [])
     if cmd in ("help", "-h", "--help"):
         print(__doc__)
         return 0
-    if cmd not in ("setup", "lab", "check", "test", "bench", "python", "grade"):
+    if cmd not in COMMANDS:
         print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
         return 2
     setup()
