@@ -13,8 +13,8 @@ from cnnlab.layers.norm import (
     groupnorm_forward,
     layernorm_backward,
     layernorm_forward,
-    norm_train_test_gap,
 )
+from cnnlab.train import norm_train_test_gap
 
 
 

@@ -40,12 +40,14 @@ Dtypes: float32 and float64 both work; ``out`` and ``dx`` have the dtype of ``x`
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
 from ..shapes import check_4d
 
 __all__ = [
+    "BatchNormCache",
     "batchnorm_forward",
     "batchnorm_backward",
     "batchnorm_backward_alt",
@@ -97,6 +99,28 @@ def _check(x, gamma, beta, bn_param, layer):
     return mode, float(eps), float(momentum), running[0], running[1]
 
 
+class BatchNormCache(NamedTuple):
+    """What a batch-norm forward pass keeps for its backward pass (``out, cache = ...``).
+
+    ``mode``: ``"train"`` or ``"test"``; ``axes``: the axes the statistics were taken over
+    ((0,) for (N, D), (0, 2, 3) for NCHW); the dtypes of ``x``, ``gamma``, ``beta``; ``xhat``
+    (test mode) or ``xmu = x - mean`` (train mode), both of ``x``'s shape; ``gamma`` in ``x``'s
+    dtype, ``var``/``std`` (train mode) and ``inv_std = 1/std``, of shape (D,) or (C,); ``eps``.
+    """
+    mode: str
+    axes: tuple
+    x_dtype: object
+    gamma_dtype: object
+    beta_dtype: object
+    xhat: object
+    xmu: object
+    gamma: object
+    var: object
+    std: object
+    inv_std: object
+    eps: float
+
+
 # BEGIN ANSWER 02_pooling_batchnorm batchnorm_forward
 def _forward(x, gamma, beta, bn_param, axes, layer):
     """Shared forward pass; statistics over ``axes`` ((0,) or (0, 2, 3))."""
@@ -125,14 +149,16 @@ def _forward(x, gamma, beta, bn_param, axes, layer):
         bn_param["running_mean"] = ((1 - mom) * running_mean + mom * mean).astype(rdt, copy=False)
         unbiased = var * (m / (m - 1))  # PyTorch averages the unbiased variance
         bn_param["running_var"] = ((1 - mom) * running_var + mom * unbiased).astype(running_var.dtype, copy=False)
-        cache = ("train", axes, x.dtype, gamma.dtype, beta.dtype, None, xmu, g, var, sqrtvar, inv_std, eps)
+        cache = BatchNormCache("train", axes, x.dtype, gamma.dtype, beta.dtype, xhat=None, xmu=xmu, gamma=g, var=var,
+                               std=sqrtvar, inv_std=inv_std, eps=eps)
     else:
         inv_std = (1 / np.sqrt(running_var.astype(dt, copy=False) + dt.type(eps))).astype(dt, copy=False)
         xhat = (x - running_mean.astype(dt, copy=False).reshape(bshape)) * inv_std.reshape(bshape)
         out = xhat * g.reshape(bshape)
         out += beta.astype(dt, copy=False).reshape(bshape)
         bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
-        cache = ("test", axes, x.dtype, gamma.dtype, beta.dtype, xhat, None, g, None, None, inv_std, eps)
+        cache = BatchNormCache("test", axes, x.dtype, gamma.dtype, beta.dtype, xhat=xhat, xmu=None, gamma=g, var=None,
+                               std=None, inv_std=inv_std, eps=eps)
     return out, cache
 # END ANSWER
 
@@ -148,7 +174,7 @@ def _sum_of_products(a, b):
 
 
 def _check_dout(dout, cache):
-    ref = cache[5] if cache[0] == "test" else cache[6]  # xhat (test) or xmu (train): x's shape
+    ref = cache.xhat if cache.mode == "test" else cache.xmu  # both of x's shape
     if not isinstance(dout, np.ndarray) or dout.shape != ref.shape:
         got = dout.shape if isinstance(dout, np.ndarray) else type(dout).__name__
         raise ValueError(f"dout must have the shape of x {ref.shape}, got {got}")
@@ -248,7 +274,7 @@ def batchnorm_backward(dout, cache):
         dbeta: array of shape (D,), dtype of ``beta``.
     """
     dout = _check_dout(dout, cache)
-    if cache[0] == "test":
+    if cache.mode == "test":
         return _backward_test(dout, cache)
     _, axes, xdt, gdt, bdt, _, xmu, gamma, var, sqrtvar, ivar, eps = cache
     m = xdt.type(xmu.shape[0])
@@ -304,7 +330,7 @@ def batchnorm_backward_alt(dout, cache):
         dbeta: array of shape (D,), dtype of ``beta``.
     """
     dout = _check_dout(dout, cache)
-    if cache[0] == "test":
+    if cache.mode == "test":
         return _backward_test(dout, cache)
     return _backward_alt(dout, cache)
 # END ANSWER
@@ -350,7 +376,7 @@ def spatial_batchnorm_backward(dout, cache):
         dbeta: array of shape (C,), dtype of ``beta``.
     """
     dout = _check_dout(dout, cache)
-    if cache[0] == "test":
+    if cache.mode == "test":
         return _backward_test(dout, cache)
     return _backward_alt(dout, cache)
 # END ANSWER

@@ -40,12 +40,14 @@ Dtypes: float32 and float64 both work; ``out`` and ``dx`` have the dtype of ``x`
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
 from ..shapes import check_4d
 
 __all__ = [
+    "BatchNormCache",
     "batchnorm_forward",
     "batchnorm_backward",
     "batchnorm_backward_alt",
@@ -97,6 +99,28 @@ def _check(x, gamma, beta, bn_param, layer):
     return mode, float(eps), float(momentum), running[0], running[1]
 
 
+class BatchNormCache(NamedTuple):
+    """What a batch-norm forward pass keeps for its backward pass (``out, cache = ...``).
+
+    ``mode``: ``"train"`` or ``"test"``; ``axes``: the axes the statistics were taken over
+    ((0,) for (N, D), (0, 2, 3) for NCHW); the dtypes of ``x``, ``gamma``, ``beta``; ``xhat``
+    (test mode) or ``xmu = x - mean`` (train mode), both of ``x``'s shape; ``gamma`` in ``x``'s
+    dtype, ``var``/``std`` (train mode) and ``inv_std = 1/std``, of shape (D,) or (C,); ``eps``.
+    """
+    mode: str
+    axes: tuple
+    x_dtype: object
+    gamma_dtype: object
+    beta_dtype: object
+    xhat: object
+    xmu: object
+    gamma: object
+    var: object
+    std: object
+    inv_std: object
+    eps: float
+
+
 # (withheld from the student edition: exercise batchnorm_forward of 02_pooling_batchnorm)
 def _forward(*args, **kwargs):
     """Withheld from the student edition: exercise ``batchnorm_forward`` of 02_pooling_batchnorm."""
@@ -112,7 +136,7 @@ def _sum_of_products(*args, **kwargs):
 
 
 def _check_dout(dout, cache):
-    ref = cache[5] if cache[0] == "test" else cache[6]  # xhat (test) or xmu (train): x's shape
+    ref = cache.xhat if cache.mode == "test" else cache.xmu  # both of x's shape
     if not isinstance(dout, np.ndarray) or dout.shape != ref.shape:
         got = dout.shape if isinstance(dout, np.ndarray) else type(dout).__name__
         raise ValueError(f"dout must have the shape of x {ref.shape}, got {got}")

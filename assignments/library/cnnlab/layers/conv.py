@@ -41,13 +41,12 @@ float32 and float64 inputs both work; the computation and ``out``/``dx`` use ``x
 """
 from __future__ import annotations
 
-import os
-import threading
 
 import numpy as np
 
 from ..im2col import col2im_padded, pad_images, window_view
 from ..shapes import check_4d, check_int, conv_output_size
+from .threads import blas_threads, parallel_map
 
 __all__ = [
     "conv_forward_naive",
@@ -173,52 +172,10 @@ NUM_THREADS: int | None = None
 #: an efficient matrix multiply.
 _TASK_BYTES = 4 * 2**20
 
-_BLAS = None      # threadpoolctl controller of the BLAS libraries loaded by numpy (or False)
-_POOL = None      # (process id, n_threads, ThreadPoolExecutor)
-_LOCK = threading.Lock()   # one parallel conv at a time: the BLAS limit is process-wide
-
-
-def _blas():
-    global _BLAS
-    if _BLAS is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            blas = ThreadpoolController().select(user_api="blas")
-            # Only numpy's own BLAS (a wheel bundles it under numpy.libs), not e.g. torch's MKL.
-            own = [lib["filepath"] for lib in blas.info() if "numpy" in lib["filepath"]]
-            _BLAS = (blas.select(filepath=own) if own else blas) or False
-        except Exception:  # threadpoolctl missing or failing: no threads of our own
-            _BLAS = False
-    return _BLAS
-
-
 def _n_threads() -> int:
     if NUM_THREADS is not None:
         return check_int("NUM_THREADS", NUM_THREADS, 1)
-    blas = _blas()
-    if not blas:
-        return 1
-    return max([1] + [int(lib.get("num_threads") or 1) for lib in blas.info()])
-
-
-def _parallel_map(fn, items, n_threads):
-    """``[fn(i) for i in items]``, on ``n_threads`` threads with single-threaded BLAS."""
-    global _POOL
-    if len(items) <= 1 or not _blas():      # one chunk: BLAS's own threads do the work
-        return [fn(i) for i in items]
-    if n_threads <= 1:                       # e.g. NUM_THREADS = 1: one thread in all
-        with _LOCK, _blas().limit(limits=1):
-            return [fn(i) for i in items]
-    with _LOCK:
-        # A pool inherited through fork() has no threads in the child: make a new one.
-        if _POOL is None or _POOL[:2] != (os.getpid(), n_threads):
-            from concurrent.futures import ThreadPoolExecutor
-            if _POOL is not None and _POOL[0] == os.getpid():
-                _POOL[2].shutdown(wait=False)
-            _POOL = (os.getpid(), n_threads,
-                     ThreadPoolExecutor(n_threads, thread_name_prefix="cnnlab-conv"))
-        with _blas().limit(limits=1):
-            return list(_POOL[2].map(fn, items))
+    return blas_threads()
 
 
 def _plan(g: _Geometry, n_threads: int):
@@ -302,7 +259,7 @@ def conv_forward_im2col(x, w, b, conv_param):
                       out=out[n0:n1, k * F_g:(k + 1) * F_g])
         out[n0:n1] += bias
 
-    _parallel_map(forward_chunk, chunks, n_threads)
+    parallel_map(forward_chunk, chunks, n_threads)
     kept = None if cols6 is None else cols6.reshape(CKK, g.N, HW)
     return out.reshape(g.N, g.F, g.Hout, g.Wout), (x, w, b, conv_param, kept)
 
@@ -364,7 +321,7 @@ def conv_backward_im2col(dout, cache):
         dx[n0:n1] = dxp[:, :, P:P + g.H, P:P + g.W]
         return dw_part
 
-    parts = _parallel_map(backward_chunk, chunks, n_threads)
+    parts = parallel_map(backward_chunk, chunks, n_threads)
     dw = parts[0]
     for part in parts[1:]:
         dw += part
