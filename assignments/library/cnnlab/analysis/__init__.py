@@ -9,12 +9,13 @@
     >>> analysis.receptive_field([3, 3, 3]).size
     7
 
-Modules: :mod:`.summary` (:func:`summarize`, the per-layer table), :mod:`.receptive` (the
+Modules: :mod:`.summary` (:func:`summarize`: walks the network), :mod:`.table` (the per-layer
+table it returns and how it prints), :mod:`.receptive` (the
 receptive-field recurrence), :mod:`.formulas` (closed-form costs of single layers),
 :mod:`.memory` (:func:`training_memory`), :mod:`.zoo` (cached costs of registered models),
 :mod:`.sliding` (:func:`sliding_window_cost`: sliding windows vs a convolutionalized pass).
 """
-from . import formulas, memory, receptive, sliding, summary, zoo
+from . import formulas, memory, receptive, sliding, summary, table, zoo
 from .formulas import *  # noqa: F401,F403
 from .memory import *  # noqa: F401,F403
 from .receptive import *  # noqa: F401,F403
