@@ -212,5 +212,5 @@ def test_other_errors():
         avg_pool_forward_fast(np.zeros((1, 1, 4, 4)), [2, 2, 2])
     for fwd, bwd in MAX + AVG:
         _, cache = fwd(np.zeros((1, 1, 4, 4)), p)
-        with pytest.raises(ValueError, match=r"dout must have the output's shape .* = \(1, 1, 2, 2\), got \(1, 1, 4, 4\)"):
+        with pytest.raises(ValueError, match=r"dout must have the shape of the forward output .* = \(1, 1, 2, 2\), got \(1, 1, 4, 4\)"):
             bwd(np.zeros((1, 1, 4, 4)), cache)

@@ -87,3 +87,29 @@ def test_check_int():
         check_int("k", 0, 1)
     with pytest.raises(ValueError, match="k must be an integer >= 0, got 1.5"):
         check_int("k", 1.5, 0)
+
+
+def test_check_dout_names_the_shape_rule():
+    import numpy as np
+
+    from cnnlab.shapes import check_dout
+
+    d = np.zeros((2, 3), dtype=np.float32)
+    assert check_dout(d, (2, 3)) is d and check_dout(d, (2, 3), dtype=np.float64).dtype == np.float64
+    with pytest.raises(ValueError, match=r"dout must have the shape of x \(3, 2\), got \(2, 3\)"):
+        check_dout(d, (3, 2), of="x")
+    with pytest.raises(ValueError, match=r"of the forward output \(N, F\) = \(2, 4\), got list"):
+        check_dout([1], (2, 4), layout="(N, F)")
+
+
+@pytest.mark.parametrize("value, include_one, ok", [(0, True, True), (1.0, True, True), (1.0, False, False),
+                                                    (0.5, False, True), (-0.1, True, False), (True, True, False),
+                                                    ("0.5", True, False)])
+def test_check_probability(value, include_one, ok):
+    from cnnlab.shapes import check_probability
+
+    if ok:
+        assert check_probability("p", value, include_one=include_one) == float(value)
+    else:
+        with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1[\])]"):
+            check_probability("p", value, include_one=include_one)

@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["conv_output_size", "check_4d", "check_int", "check_pair", "check_probability"]
+__all__ = ["conv_output_size", "check_4d", "check_int", "check_pair", "check_probability", "check_dout"]
 
 
 def check_int(name: str, value, minimum: int) -> int:
@@ -48,6 +48,18 @@ def check_pair(name: str, value, minimum: int = 1) -> tuple[int, int]:
         return check_int(f"{name}[0]", value[0], minimum), check_int(f"{name}[1]", value[1], minimum)
     v = check_int(name, value, minimum)
     return v, v
+
+
+def check_dout(dout, shape, of: str = "the forward output", layout: str | None = None, dtype=None):
+    """Return the upstream gradient ``dout`` (cast to ``dtype`` when given) if it is a numpy array of
+    shape ``shape``; else ``ValueError``: ``dout must have the shape of <of> [<layout> =] <shape>,
+    got <its shape>`` -- the one check every backward pass of the layers uses."""
+    shape = tuple(shape)
+    if not isinstance(dout, np.ndarray) or dout.shape != shape:
+        got = dout.shape if isinstance(dout, np.ndarray) else type(dout).__name__
+        where = f"{of} {layout} = {shape}" if layout else f"{of} {shape}"
+        raise ValueError(f"dout must have the shape of {where}, got {got}")
+    return dout if dtype is None else dout.astype(dtype, copy=False)
 
 
 def check_4d(name: str, x, layout: str = "(N, C, H, W)") -> None:

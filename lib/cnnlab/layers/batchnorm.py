@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..shapes import check_4d
+from ..shapes import check_4d, check_dout
 
 __all__ = [
     "BatchNormCache",
@@ -173,14 +173,6 @@ def _sum_of_products(a, b):
 # END ANSWER
 
 
-def _check_dout(dout, cache):
-    ref = cache.xhat if cache.mode == "test" else cache.xmu  # both of x's shape
-    if not isinstance(dout, np.ndarray) or dout.shape != ref.shape:
-        got = dout.shape if isinstance(dout, np.ndarray) else type(dout).__name__
-        raise ValueError(f"dout must have the shape of x {ref.shape}, got {got}")
-    return dout.astype(ref.dtype, copy=False)
-
-
 # BEGIN ANSWER 02_pooling_batchnorm batchnorm_backward
 def _backward_test(dout, cache):
     """Backward pass in test mode: out is an affine function of x."""
@@ -273,7 +265,8 @@ def batchnorm_backward(dout, cache):
         dgamma: array of shape (D,), dtype of ``gamma``.
         dbeta: array of shape (D,), dtype of ``beta``.
     """
-    dout = _check_dout(dout, cache)
+    ref = cache.xhat if cache.mode == "test" else cache.xmu   # both of x's shape
+    dout = check_dout(dout, ref.shape, of="x", dtype=ref.dtype)
     if cache.mode == "test":
         return _backward_test(dout, cache)
     _, axes, xdt, gdt, bdt, _, xmu, gamma, var, sqrtvar, ivar, eps = cache
@@ -329,7 +322,8 @@ def batchnorm_backward_alt(dout, cache):
         dgamma: array of shape (D,), dtype of ``gamma``.
         dbeta: array of shape (D,), dtype of ``beta``.
     """
-    dout = _check_dout(dout, cache)
+    ref = cache.xhat if cache.mode == "test" else cache.xmu   # both of x's shape
+    dout = check_dout(dout, ref.shape, of="x", dtype=ref.dtype)
     if cache.mode == "test":
         return _backward_test(dout, cache)
     return _backward_alt(dout, cache)
@@ -375,7 +369,8 @@ def spatial_batchnorm_backward(dout, cache):
         dgamma: array of shape (C,), dtype of ``gamma``.
         dbeta: array of shape (C,), dtype of ``beta``.
     """
-    dout = _check_dout(dout, cache)
+    ref = cache.xhat if cache.mode == "test" else cache.xmu   # both of x's shape
+    dout = check_dout(dout, ref.shape, of="x", dtype=ref.dtype)
     if cache.mode == "test":
         return _backward_test(dout, cache)
     return _backward_alt(dout, cache)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..im2col import col2im_padded, pad_images, window_view
-from ..shapes import check_4d, check_int, conv_output_size
+from ..shapes import check_4d, check_dout, check_int, conv_output_size
 from .threads import blas_threads, parallel_map
 
 __all__ = [
@@ -127,14 +127,6 @@ def _check_conv(x, w, b, conv_param) -> _Geometry:
     return g
 
 
-def _check_dout(dout, g: _Geometry) -> None:
-    expected = (g.N, g.F, g.Hout, g.Wout)
-    if not isinstance(dout, np.ndarray) or dout.shape != expected:
-        got = dout.shape if isinstance(dout, np.ndarray) else type(dout).__name__
-        raise ValueError(f"dout must have the shape of the forward output (N, F, Hout, Wout) = "
-                         f"{expected}, got {got}")
-
-
 # --------------------------------------------------------------------------------------------
 # Naive version: explicit loops, one output number at a time
 # --------------------------------------------------------------------------------------------
@@ -193,7 +185,7 @@ def conv_backward_naive(dout, cache):
     """
     x, w, b, conv_param = cache
     g = _check_conv(x, w, b, conv_param)
-    _check_dout(dout, g)
+    check_dout(dout, (g.N, g.F, g.Hout, g.Wout), layout="(N, F, Hout, Wout)")
     S, P, D = g.stride, g.pad, g.dilation
     C_g, F_g = g.C // g.groups, g.F // g.groups
     span_h, span_w = D * (g.HH - 1) + 1, D * (g.WW - 1) + 1
@@ -351,7 +343,7 @@ def conv_backward_im2col(dout, cache):
     """
     x, w, b, conv_param, kept = cache
     g = _check_conv(x, w, b, conv_param)
-    _check_dout(dout, g)
+    check_dout(dout, (g.N, g.F, g.Hout, g.Wout), layout="(N, F, Hout, Wout)")
     G, CKK, HW = g.groups, g.C * g.HH * g.WW, g.Hout * g.Wout
     rows_g, F_g = CKK // G, g.F // G
     P = g.pad

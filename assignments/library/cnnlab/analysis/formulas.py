@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from ..shapes import check_int, conv_output_size
+from ..shapes import check_int, check_pair, conv_output_size
 
 __all__ = ["conv_output_size", "conv_params", "conv_flops", "linear_params", "linear_flops",
            "activation_memory"]
@@ -23,15 +23,6 @@ def _factor(flops):
     if flops not in ("mac", "flop"):
         raise ValueError(f"flops must be 'mac' (1 multiply-add = 1 FLOP) or 'flop' (= 2), got {flops!r}")
     return 1 if flops == "mac" else 2
-
-
-def _kernel(K, name="K"):
-    if isinstance(K, (tuple, list)):
-        if len(K) != 2:
-            raise ValueError(f"{name} must be an int or a pair (K_H, K_W), got {K!r}")
-        return check_int(f"{name}[0]", K[0], 1), check_int(f"{name}[1]", K[1], 1)
-    k = check_int(name, K, 1)
-    return k, k
 
 
 def _groups(C_in, C_out, groups):
@@ -56,7 +47,7 @@ def conv_params(C_in: int, C_out: int, K, groups: int = 1, bias: bool = True) ->
         int. Example: AlexNet conv1 ``conv_params(3, 96, 11) == 34944``.
     """
     C_in, C_out, groups = _groups(C_in, C_out, groups)
-    kh, kw = _kernel(K)
+    kh, kw = check_pair("K", K)
     return C_out * (C_in // groups) * kh * kw + (C_out if bias else 0)
 
 
@@ -71,7 +62,7 @@ def conv_flops(C_in: int, C_out: int, K, H_out: int, W_out: int, groups: int = 1
         int. Example: AlexNet conv1 ``conv_flops(3, 96, 11, 55, 55) == 105_415_200``.
     """
     C_in, C_out, groups = _groups(C_in, C_out, groups)
-    kh, kw = _kernel(K)
+    kh, kw = check_pair("K", K)
     H_out = check_int("H_out", H_out, 1)
     W_out = check_int("W_out", W_out, 1)
     return _factor(flops) * C_out * H_out * W_out * (C_in // groups) * kh * kw

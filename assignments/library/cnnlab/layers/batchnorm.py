@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..shapes import check_4d
+from ..shapes import check_4d, check_dout
 
 __all__ = [
     "BatchNormCache",
@@ -133,14 +133,6 @@ def _sum_of_products(*args, **kwargs):
     """Withheld from the student edition: exercise ``batchnorm_forward`` of 02_pooling_batchnorm."""
     raise NotImplementedError("_sum_of_products is not in the student edition of cnnlab: it is exercise 'batchnorm_forward' of assignment 02_pooling_batchnorm. Write it yourself in assignments/02_pooling_batchnorm/pooling_batchnorm.ipynb.")
 
-
-
-def _check_dout(dout, cache):
-    ref = cache.xhat if cache.mode == "test" else cache.xmu  # both of x's shape
-    if not isinstance(dout, np.ndarray) or dout.shape != ref.shape:
-        got = dout.shape if isinstance(dout, np.ndarray) else type(dout).__name__
-        raise ValueError(f"dout must have the shape of x {ref.shape}, got {got}")
-    return dout.astype(ref.dtype, copy=False)
 
 
 # (withheld from the student edition: exercise batchnorm_backward of 02_pooling_batchnorm)

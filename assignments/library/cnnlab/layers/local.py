@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..im2col import col2im, im2col
-from ..shapes import check_4d, check_int, check_pair, conv_output_size
+from ..shapes import check_4d, check_dout, check_int, check_pair, conv_output_size
 
 __all__ = [
     "local_forward_naive",
@@ -95,12 +95,6 @@ def _check(x, w, b, local_param):
     return stride, pad, Hout, Wout
 
 
-def _check_dout(dout, shape):
-    if not isinstance(dout, np.ndarray) or dout.shape != shape:
-        got = dout.shape if isinstance(dout, np.ndarray) else type(dout).__name__
-        raise ValueError(f"dout must have the shape of the forward output (N, F, Hout, Wout) = {shape}, got {got}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Naive version: explicit loops
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +146,7 @@ def local_backward_naive(dout, cache):
     S, P, Hout, Wout = _check(x, w, b, local_param)
     N, C, H, W = x.shape
     _, _, F, _, HH, WW = w.shape
-    _check_dout(dout, (N, F, Hout, Wout))
+    check_dout(dout, (N, F, Hout, Wout), layout="(N, F, Hout, Wout)")
     dt = x.dtype
     xp = np.pad(x, ((0, 0), (0, 0), (P, P), (P, P)))
     dxp = np.zeros_like(xp)
@@ -227,7 +221,7 @@ def local_backward(dout, cache):
     N = x_shape[0]
     Hout, Wout, F, C, HH, WW = w.shape
     L, K = Hout * Wout, C * HH * WW
-    _check_dout(dout, (N, F, Hout, Wout))
+    check_dout(dout, (N, F, Hout, Wout), layout="(N, F, Hout, Wout)")
     dt = cols.dtype
     d = dout.astype(dt, copy=False).reshape(N, F, L).transpose(2, 1, 0)   # (L, F, N)
     dw = np.matmul(d, cols.transpose(0, 2, 1))                             # (L, F, K)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..shapes import check_4d, check_int, conv_output_size
+from ..shapes import check_4d, check_dout, check_int, conv_output_size
 
 __all__ = [
     "max_pool_forward_naive",
@@ -88,13 +88,6 @@ def _geometry(x, pool_param, layer):
             f"and pad {pad}: {err}"
         ) from None
     return N, C, H, W, ph, pw, stride, pad, Ho, Wo
-
-
-def _check_dout(dout, shape, dtype):
-    if not isinstance(dout, np.ndarray) or dout.shape != shape:
-        got = dout.shape if isinstance(dout, np.ndarray) else type(dout).__name__
-        raise ValueError(f"dout must have the output's shape (N, C, H_out, W_out) = {shape}, got {got}")
-    return dout.astype(dtype, copy=False)
 
 
 def _pad(x, pad, value):
@@ -205,7 +198,7 @@ def max_pool_backward_fast(dout, cache):
     """
     path, x, argmax, pool_param = cache
     N, C, H, W, ph, pw, s, pad, Ho, Wo = _geometry(x, pool_param, "max pool")
-    dout = _check_dout(dout, (N, C, Ho, Wo), x.dtype)
+    dout = check_dout(dout, (N, C, Ho, Wo), layout="(N, C, H_out, W_out)", dtype=x.dtype)
     hit = np.empty(argmax.shape, dtype=bool)
     if path == "reshape":
         # Tiling windows cover every input position exactly once. Build the ph rows of every
@@ -288,7 +281,7 @@ def avg_pool_backward_fast(dout, cache):
     """
     path, x, pool_param = cache
     N, C, H, W, ph, pw, s, pad, Ho, Wo = _geometry(x, pool_param, "average pool")
-    dout = _check_dout(dout, (N, C, Ho, Wo), x.dtype)
+    dout = check_dout(dout, (N, C, Ho, Wo), layout="(N, C, H_out, W_out)", dtype=x.dtype)
     share = dout / x.dtype.type(ph * pw)
     if path == "reshape":  # every input position is in exactly one window: copies only
         row = np.repeat(share, pw, axis=3)  # (N, C, Ho, Wo * pw): one row of every window
