@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -146,6 +147,37 @@ def build_plan(source_nb, submission_nb, release_nb=None) -> dict:
     (an autograded answer cell: the student's code must run without error; ``points``) or
     ``manual`` (left to the instructor; ``points``)."""
     msgs: list[str] = []
+    index = _index_source(source_nb, release_nb)
+    found = _read_submission(index, submission_nb, msgs)
+    _match_by_position(index, found, submission_nb, msgs)
+    _report_deleted_and_reordered(index, found, submission_nb, msgs)
+    steps, points = _assemble_steps(index, found)
+    return {"steps": steps, "messages": msgs, "points": points}
+
+
+@dataclass
+class _Source:
+    """The instructor's notebook, indexed: its cells, cells by grade id, the solution cells' ids,
+    the release's cells by id, and the normalized text of every locked cell (-> its id)."""
+    cells: list
+    by_id: dict
+    sol_ids: list
+    rel: dict
+    locked_srcs: dict
+
+
+@dataclass
+class _Found:
+    """What the submission holds: student code per solution id, the cells a student added (by the
+    cell they follow), the order of the instructor's cells seen, solution-looking cells not matched."""
+    student_src: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
+    seen_order: list = field(default_factory=list)
+    unmatched: list = field(default_factory=list)
+
+
+def _index_source(source_nb, release_nb) -> _Source:
+    """Step 1: index the instructor's source notebook (and the release, for its cells' text)."""
     src_cells = list(source_nb.cells)
     rel = {}
     if release_nb is not None:
@@ -169,6 +201,13 @@ def build_plan(source_nb, submission_nb, release_nb=None) -> dict:
         if c.cell_type == "code" and not _meta(c).get("grade_id") and c.source.strip():
             locked_srcs.setdefault(_norm(c.source), f"cell-{i}")
 
+    return _Source(src_cells, by_id, sol_ids, rel, locked_srcs)
+
+
+def _read_submission(index: _Source, submission_nb, msgs: list) -> _Found:
+    """Step 2: walk the submission: student code by grade id, tampering with locked cells, the
+    cells the student added (anchored after the instructor's cell they follow)."""
+    by_id, rel, locked_srcs = index.by_id, index.rel, index.locked_srcs
     student_src: dict[str, str] = {}
     extras: dict[str, list[str]] = {}   # anchor id -> added code cells after it
     seen_order: list[str] = []
@@ -230,7 +269,13 @@ def build_plan(source_nb, submission_nb, release_nb=None) -> dict:
         if c.source.strip():
             extras.setdefault(anchor, []).append(c.source)
 
-    # Solution cells not found by id: take unmatched solution-looking cells by order.
+    return _Found(student_src, extras, seen_order, unmatched_solution_cells)
+
+
+def _match_by_position(index: _Source, found: _Found, submission_nb, msgs: list) -> None:
+    """Step 3: solution cells not found by id take unmatched solution-looking cells, in order."""
+    sol_ids, student_src, extras = index.sol_ids, found.student_src, found.extras
+    unmatched_solution_cells = found.unmatched
     missing = [g for g in sol_ids if g not in student_src]
     if missing and unmatched_solution_cells:
         pairs = list(zip(missing, unmatched_solution_cells))
@@ -245,7 +290,10 @@ def build_plan(source_nb, submission_nb, release_nb=None) -> dict:
         if submission_has_metadata(submission_nb):
             msgs.append(f"solution cell {gid!r} is missing from the submission")
 
-    # Deleted or reordered test cells.
+
+def _report_deleted_and_reordered(index: _Source, found: _Found, submission_nb, msgs: list) -> None:
+    """Step 4: test cells deleted or renamed, and cells reordered (the instructor's order is run)."""
+    by_id, src_cells, seen_order = index.by_id, index.cells, found.seen_order
     for gid, (_, sc) in by_id.items():
         if _meta(sc).get("grade") and not _meta(sc).get("solution") and gid not in seen_order:
             if submission_has_metadata(submission_nb):
@@ -258,6 +306,10 @@ def build_plan(source_nb, submission_nb, release_nb=None) -> dict:
     if order_sub != order_src and set(order_sub) == set(order_src):
         msgs.append("tampering: cells were reordered; the instructor's order was used")
 
+
+def _assemble_steps(index: _Source, found: _Found) -> tuple[list, dict]:
+    """Step 5: the steps in the instructor's order, each added cell after the cell it followed."""
+    src_cells, student_src, extras = index.cells, found.student_src, found.extras
     steps: list[dict] = []
     points: dict[str, float] = {}
 
@@ -290,7 +342,7 @@ def build_plan(source_nb, submission_nb, release_nb=None) -> dict:
         add_extras(gid)
     for key in list(extras):
         add_extras(key)
-    return {"steps": steps, "messages": msgs, "points": points}
+    return steps, points
 
 
 def submission_has_metadata(nb) -> bool:
